@@ -1,0 +1,2 @@
+export const B = 2;
+//# sourceMappingURL=B.js.map

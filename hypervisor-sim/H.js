@@ -1,0 +1,2 @@
+export const H = 1;
+//# sourceMappingURL=H.js.map
