@@ -1,2 +1,0 @@
-export const B = 2;
-//# sourceMappingURL=B.js.map

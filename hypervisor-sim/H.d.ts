@@ -1,1 +1,0 @@
-export declare const H = 1;

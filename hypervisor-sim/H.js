@@ -1,2 +1,0 @@
-export const H = 1;
-//# sourceMappingURL=H.js.map
