@@ -45,7 +45,7 @@ export class AdaptiveSpin {
   private readonly _min: number;
   private readonly _max: number;
 
-  constructor(initial = 1000, min = 0, max = 20000) {
+  constructor(initial = 1000, min = 64, max = 20000) {
     this._budget = initial;
     this._min = min;
     this._max = max;
@@ -69,7 +69,8 @@ export class AdaptiveSpin {
     }
     // Spinning did not pay off: halve the budget so a crowded machine sleeps sooner.
     this._budget = Math.max(this._min, this._budget >> 1);
-    if (timeoutMs <= 0) return 'timed-out';
+    // With no time left, still look once: with a budget of 0 the loop above never read the word.
+    if (timeoutMs <= 0) return Atomics.load(word, index) !== expected ? 'changed' : 'timed-out';
     // ORDERING: Atomics.wait re-checks atomically; see adaptiveWait.
     return Atomics.wait(word, index, expected, timeoutMs) === 'timed-out' ? 'timed-out' : 'changed';
   }

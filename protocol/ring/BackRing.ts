@@ -13,6 +13,7 @@ import { type RingIndex, ringIndex } from '../Types.js';
 import { needsNotify, RingWord, ringSlots, ringWords } from './Layout.js';
 import { RingCounters } from './RingCounters.js';
 
+/** Back end of a shared ring: consumes requests from a hostile front, produces responses. */
 export class BackRing {
   /** Number of slots (a power of two). */
   readonly size: number;
@@ -78,6 +79,12 @@ export class BackRing {
       );
     }
     const published = (rp - this._reqCons) >>> 0;
+    // req_prod moved back behind req_cons: the u32 difference wraps to ~2^32. Without this check
+    // the clamp below would let us consume up to `room` slots the front never published (stale
+    // requests or our own responses). netback's "Impossible number of requests" test (LNB).
+    if (published > this.size) {
+      throw pvError('PV_ERR_RING_PROD_OVERFLOW', `req_prod ${rp} is behind req_cons ${this._reqCons}`);
+    }
     const room = this.size - ((this._reqCons - this._rspProdPvt) >>> 0);
     return Math.min(published, room);
   }

@@ -17,6 +17,7 @@ import { type RingIndex, ringIndex } from '../Types.js';
 import { needsNotify, RingWord, ringSlots, ringWords } from './Layout.js';
 import { RingCounters } from './RingCounters.js';
 
+/** Front end of a shared ring: produces requests, consumes responses (see the file comment). */
 export class FrontRing {
   /** Number of slots (a power of two). */
   readonly size: number;
@@ -99,7 +100,7 @@ export class FrontRing {
     // ORDERING: slot contents were written with plain stores; this seq-cst store publishes them
     // (wmb + store) and acts as the full barrier before we read req_event (Dekker pair).
     Atomics.store(w, RingWord.REQ_PROD, newProd | 0);
-    // ORDERING: load after the seq-cst exchange; pairs with the backend's store of req_event
+    // ORDERING: seq-cst load after the seq-cst store; pairs with the backend's store of req_event
     // followed by its re-read of req_prod in finalCheckForRequests.
     const event = Atomics.load(w, RingWord.REQ_EVENT) >>> 0;
     const notify = needsNotify(newProd, old, event);
@@ -116,8 +117,10 @@ export class FrontRing {
     // ORDERING: seq-cst load of rsp_prod before reading slots (rmb).
     const rp = Atomics.load(this.words, RingWord.RSP_PROD) >>> 0;
     const avail = (rp - this._rspCons) >>> 0;
-    if (avail > (this._reqProdPvt - this._rspCons) >>> 0) {
-      throw pvError('PV_ERR_RING_RSP_OVERFLOW', `rsp_prod ${rp} is beyond the ${this.size}-slot window`);
+    // Bound by the requests we *published*: the backend cannot have answered a request still in
+    // our private batch, and that slot still holds our own request, not a response.
+    if (avail > (this._reqProdPub - this._rspCons) >>> 0) {
+      throw pvError('PV_ERR_RING_RSP_OVERFLOW', `rsp_prod ${rp} is beyond the published requests`);
     }
     return avail;
   }

@@ -147,3 +147,8 @@ export function fnv1a(buf: Uint8Array, off: number, len: number): number {
   }
   return h >>> 0;
 }
+
+/** Byte i of the pattern a FILL writes for request id `idLo` (the front verifies it). */
+export function fillByte(idLo: number, i: number): number {
+  return (idLo + i * 31) & 0xff;
+}

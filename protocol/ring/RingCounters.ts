@@ -15,6 +15,7 @@ export class RingCounters {
   fullStalls = 0;
   /** Number of non-empty batches consumed and their total size (batch size = sum / batches). */
   batches = 0;
+  /** Requests consumed in those batches. */
   batchedItems = 0;
 
   /** A plain-object snapshot. */

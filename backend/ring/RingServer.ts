@@ -1,0 +1,180 @@
+/**
+ * The driver domain's ring-serving loop: one thread serves every connected frontend's ring.
+ *
+ * Per round it takes at most `batchLimit` requests from each ring (bounded work per ring per
+ * round, so one flooding guest cannot starve a neighbour), copies each request out of the
+ * shared slot once before the handler sees it (XSA-155), lets the handler write the response
+ * slot, and publishes responses with push-and-check-notify. When no ring has work it re-arms
+ * every ring's `req_event` with the final check and sleeps on the domain's wake word (spin
+ * budget first). A ring whose frontend violates the protocol (producer overflow, XSA-39) is
+ * halted and reported; the others go on. The loop yields to the event loop regularly so store
+ * watches and control messages are delivered.
+ */
+
+import { type ErrorCode, PvError } from '../../protocol/errors.js';
+import type { EvtchnOps } from '../../protocol/Hypercalls.js';
+import type { BackRing } from '../../protocol/ring/BackRing.js';
+import type { EvtchnPort } from '../../protocol/Types.js';
+
+/** Serves one request. `req` is the backend's private copy; write the whole response slot. */
+export type RequestHandler = (req: Int32Array, rsp: Int32Array, rspWord: number) => void;
+
+/** Called when a ring is halted for a protocol violation. */
+export type FatalHandler = (code: ErrorCode, message: string) => void;
+
+/** Tuning of the serving loop. */
+export interface RingServerOptions {
+  /** Most requests taken from one ring per round. */
+  readonly batchLimit?: number;
+  /** Polls of the wake word before sleeping. */
+  readonly spinBudget?: number;
+  /** Longest sleep before yielding to the event loop (ms). */
+  readonly idleTimeoutMs?: number;
+  /** Rounds between forced yields to the event loop while busy. */
+  readonly yieldEvery?: number;
+}
+
+interface ServedRing {
+  readonly ring: BackRing;
+  readonly port: EvtchnPort;
+  readonly handler: RequestHandler;
+  readonly onFatal: FatalHandler;
+  readonly priv: Int32Array;
+  dead: boolean;
+}
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export class RingServer {
+  private readonly _rings = new Map<number, ServedRing>();
+  private _nextId = 1;
+  private _running = false;
+  private readonly _batchLimit: number;
+  private readonly _spinBudget: number;
+  private readonly _idleTimeoutMs: number;
+  private readonly _yieldEvery: number;
+  /** Rounds served, sleeps taken (and how many ended by timeout), rings halted, requests served. */
+  readonly stats = { rounds: 0, sleeps: 0, idleTimeouts: 0, halted: 0, requests: 0 };
+
+  constructor(
+    private readonly _evtchn: EvtchnOps,
+    opts: RingServerOptions = {},
+  ) {
+    this._batchLimit = opts.batchLimit ?? 64;
+    this._spinBudget = opts.spinBudget ?? 1000;
+    this._idleTimeoutMs = opts.idleTimeoutMs ?? 20;
+    this._yieldEvery = opts.yieldEvery ?? 1024;
+  }
+
+  /** Starts serving `ring`, notifying `port` when the frontend asked for it. Returns an id. */
+  add(ring: BackRing, port: EvtchnPort, handler: RequestHandler, onFatal: FatalHandler = () => {}): number {
+    const id = this._nextId++;
+    this._rings.set(id, { ring, port, handler, onFatal, priv: new Int32Array(ring.slotWords), dead: false });
+    // Wake the loop so it picks the new ring up even if it is asleep.
+    this._evtchn.kickSelf();
+    return id;
+  }
+
+  /** Stops serving a ring (after disconnect). */
+  remove(id: number): void {
+    this._rings.delete(id);
+  }
+
+  /** Number of rings served (halted ones included until removed). */
+  get size(): number {
+    return this._rings.size;
+  }
+
+  /** One round over all rings; returns the number of requests served. */
+  serveOnce(): number {
+    let work = 0;
+    for (const r of this._rings.values()) {
+      if (!r.dead) work += this._serveRing(r);
+    }
+    this.stats.rounds++;
+    this.stats.requests += work;
+    return work;
+  }
+
+  /** Serves until `stop()`; resolves when stopped. */
+  async run(): Promise<void> {
+    this._running = true;
+    let rounds = 0;
+    while (this._running) {
+      // Snapshot, then clear pending bits before scanning (Xen clears pending before it scans),
+      // so a notify that arrives during the scan bumps the wake word and ends the next sleep.
+      const snapshot = this._evtchn.wakeSnapshot();
+      for (const r of this._rings.values()) this._evtchn.testAndClearPending(r.port);
+      if (this.serveOnce() > 0) {
+        if (++rounds % this._yieldEvery === 0) await yieldToEventLoop();
+        continue;
+      }
+      if (this._finalCheck()) continue;
+      this.stats.sleeps++;
+      const woke = this._evtchn.waitForEvent(snapshot, {
+        spinBudget: this._spinBudget,
+        timeoutMs: this._idleTimeoutMs,
+      });
+      if (!woke) this.stats.idleTimeouts++;
+      // Deliver store watches and control messages before the next round.
+      await yieldToEventLoop();
+    }
+  }
+
+  /** Ends `run()` after the current round. */
+  stop(): void {
+    this._running = false;
+    this._evtchn.kickSelf();
+  }
+
+  private _finalCheck(): boolean {
+    let pending = false;
+    for (const r of this._rings.values()) {
+      if (r.dead) continue;
+      try {
+        if (r.ring.finalCheckForRequests()) pending = true;
+      } catch (err) {
+        this._halt(r, err);
+      }
+    }
+    return pending;
+  }
+
+  private _serveRing(r: ServedRing): number {
+    const ring = r.ring;
+    let n: number;
+    try {
+      n = ring.unconsumedRequests();
+    } catch (err) {
+      this._halt(r, err);
+      return 0;
+    }
+    if (n > this._batchLimit) n = this._batchLimit;
+    if (n === 0) return 0;
+    try {
+      for (let i = 0; i < n; i++) {
+        ring.copyRequest(r.priv);
+        // INVARIANT: one response slot per consumed request (unconsumedRequests clamps to room).
+        const slot = ring.nextResponseSlot();
+        r.handler(r.priv, ring.words, slot);
+        ring.commitResponse();
+      }
+    } catch (err) {
+      // Handlers answer bad requests with error statuses; a throw here is a backend bug, and
+      // the ring it happened on is halted rather than the whole driver domain.
+      this._halt(r, err);
+      return 0;
+    }
+    ring.counters.batches++;
+    ring.counters.batchedItems += n;
+    if (ring.pushResponses()) this._evtchn.notify(r.port);
+    return n;
+  }
+
+  private _halt(r: ServedRing, err: unknown): void {
+    r.dead = true;
+    this.stats.halted++;
+    const code: ErrorCode = err instanceof PvError ? err.code : 'PV_ERR_RING_DEAD';
+    r.onFatal(code, err instanceof Error ? err.message : String(err));
+  }
+}

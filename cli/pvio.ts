@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/**
+ * The `pvio` command. Each subcommand lives in its own module and is loaded on demand, so
+ * `pvio --help` starts fast and a broken benchmark cannot break the others.
+ */
+
+import { readFileSync } from 'node:fs';
+
+interface Command {
+  readonly summary: string;
+  readonly usage: string;
+  run(argv: string[]): Promise<void>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  'ring-bench': {
+    summary: 'ring ping-pong and throughput over real Workers, beside in-run hand-off floors',
+    usage: 'pvio ring-bench [--pingpong N] [--throughput N] [--spin POLLS] [--json]',
+    run: async (argv) => (await import('../bench/ring.bench.js')).ringBenchMain(argv),
+  },
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function help(): string {
+  const lines = ['usage: pvio <command> [options]', '', 'commands:'];
+  for (const [name, c] of Object.entries(COMMANDS))
+    lines.push(`  ${name.padEnd(14)}${c.summary}`, `  ${''.padEnd(14)}${c.usage}`);
+  lines.push('', 'pvio --version    print the version', 'pvio --help       this text');
+  return lines.join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(`${help()}\n`);
+    return 0;
+  }
+  if (cmd === '--version' || cmd === '-V') {
+    process.stdout.write(`pvio ${version()}\n`);
+    return 0;
+  }
+  const c = COMMANDS[cmd];
+  if (!c) {
+    process.stderr.write(`pvio: unknown command '${cmd}'. Run 'pvio --help' for the list of commands.\n`);
+    return 2;
+  }
+  try {
+    await c.run(rest);
+    return 0;
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    process.stderr.write(`pvio ${cmd}: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}\nusage: ${c.usage}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

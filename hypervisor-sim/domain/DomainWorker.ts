@@ -1,0 +1,116 @@
+/**
+ * Entry point of every domain thread. The host starts one Worker per domain with this module;
+ * it attaches the hypervisor's shared state (own memory, the host-wide grant and event-channel
+ * spaces, the store port), builds the `Hypercalls` the program sees, imports the program module
+ * and runs its `main(env)`. The program never sees this file: it only gets a `DomainEnv`.
+ */
+
+import type { MessagePort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
+import { toWireError } from '../../protocol/errors.js';
+import type { Hypercalls } from '../../protocol/Hypercalls.js';
+import type { DomainEnv, DomainMain } from '../../protocol/Program.js';
+import { type DomId, domId } from '../../protocol/Types.js';
+import { EvtchnSpace, type EvtchnSpaceConfig } from '../evtchn/EvtchnSpace.js';
+import { SimEvtchnOps } from '../evtchn/SimEvtchnOps.js';
+import { type GrantSpaceConfig, GrantTableSpace } from '../grant/GrantTableSpace.js';
+import { SimGrantOps } from '../grant/SimGrantOps.js';
+import { MemoryDirectory } from '../memory/MemoryDirectory.js';
+import { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
+import { StoreClient } from '../store/StoreClient.js';
+import { threadCpuTime } from './CpuClock.js';
+
+/** What the host passes in `workerData`. */
+export interface DomainWorkerData {
+  readonly domid: number;
+  readonly name: string;
+  readonly program: string;
+  readonly args: Record<string, unknown>;
+  readonly memory: SharedArrayBuffer;
+  readonly grantBuffer: SharedArrayBuffer;
+  readonly grantConfig: GrantSpaceConfig;
+  readonly evtchnBuffer: SharedArrayBuffer;
+  readonly evtchnConfig: EvtchnSpaceConfig;
+  readonly storePort: MessagePort;
+  /** Memories of the domains that already exist (for grant maps and copies). */
+  readonly peers: ReadonlyArray<{ readonly domid: number; readonly buffer: SharedArrayBuffer }>;
+}
+
+/** Messages from the host to a domain thread. */
+export type HostToDomain =
+  | { readonly type: 'domain-added'; readonly domid: number; readonly buffer: SharedArrayBuffer }
+  | { readonly type: 'domain-removed'; readonly domid: number };
+
+/** Messages from a domain thread to the host. */
+export type DomainToHost =
+  | { readonly type: 'log'; readonly line: string }
+  | { readonly type: 'result'; readonly value: unknown; readonly cpuNs: number; readonly cpuSource: string }
+  | { readonly type: 'error'; readonly error: { code: string; message: string; stack?: string } };
+
+async function run(): Promise<void> {
+  const data = workerData as DomainWorkerData;
+  const port = parentPort;
+  if (!port) throw new Error('DomainWorker must run in a worker thread');
+  const domid: DomId = domId(data.domid);
+  const memory = new SharedArrayGuestMemory(domid, data.memory);
+  const directory = new MemoryDirectory();
+  directory.addMemory(memory);
+  for (const p of data.peers) directory.add(domId(p.domid), p.buffer);
+  const evtchn = new SimEvtchnOps(domid, new EvtchnSpace(data.evtchnBuffer, data.evtchnConfig));
+
+  port.on('message', (msg: HostToDomain) => {
+    if (msg.type === 'domain-added') {
+      // A reused domid arrives with a new buffer: drop any stale entry first.
+      directory.remove(domId(msg.domid));
+      directory.add(domId(msg.domid), msg.buffer);
+    } else if (msg.type === 'domain-removed') {
+      directory.remove(domId(msg.domid));
+    }
+  });
+
+  const hypercalls: Hypercalls = {
+    domid,
+    memory,
+    grant: new SimGrantOps(domid, new GrantTableSpace(data.grantBuffer, data.grantConfig), directory),
+    evtchn,
+    store: new StoreClient(data.storePort),
+  };
+  const env: DomainEnv = {
+    domid,
+    name: data.name,
+    hypercalls,
+    args: data.args,
+    log(line: string): void {
+      port.postMessage({ type: 'log', line } satisfies DomainToHost);
+    },
+  };
+
+  const start = threadCpuTime();
+  try {
+    const mod = (await import(data.program)) as { default?: DomainMain; main?: DomainMain };
+    const main = mod.default ?? mod.main;
+    if (typeof main !== 'function') {
+      throw new Error(`program ${data.program} has no default export or main() to run`);
+    }
+    const value = await main(env);
+    const end = threadCpuTime();
+    port.postMessage({
+      type: 'result',
+      value,
+      cpuNs: end.ns - start.ns,
+      cpuSource: end.source,
+    } satisfies DomainToHost);
+  } catch (err) {
+    const wire = toWireError(err);
+    port.postMessage({
+      type: 'error',
+      error: { ...wire, stack: err instanceof Error ? err.stack : undefined },
+    } satisfies DomainToHost);
+  } finally {
+    // The store port keeps the thread alive; close it so the worker can exit.
+    data.storePort.close();
+    port.close();
+  }
+}
+
+void run();

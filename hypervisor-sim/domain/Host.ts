@@ -1,0 +1,196 @@
+/**
+ * A simulated physical machine: it owns the host-wide hypervisor state (grant tables and event
+ * channels of every domain in shared memory, the store) and the domains, each a Worker running
+ * a program module. Domain 0 is the first domain created and is the driver domain by default.
+ *
+ * Lifecycle: `createDomain` starts a worker; when its program returns or throws, or when the
+ * host crashes or destroys it, the host tears the domain down the way Xen's toolstack does:
+ * its event channels are closed (peers see their ports go unbound and are woken), its grants are
+ * ended (pages still mapped by a peer stay pinned until the peer unmaps), the pins it held as a
+ * grantee are dropped, and its store subtree and watches are removed.
+ */
+
+import { MessageChannel, Worker } from 'node:worker_threads';
+import { pvError } from '../../protocol/errors.js';
+import type { StoreOps } from '../../protocol/Hypercalls.js';
+import { DOM0, DOMID_MAX, type DomId, domId } from '../../protocol/Types.js';
+import { shutdownPath } from '../../protocol/xenbus/control.js';
+import { createDevicePaths, type DeviceSpec, removeDevicePaths } from '../../protocol/xenbus/XenbusPaths.js';
+import { EvtchnSpace } from '../evtchn/EvtchnSpace.js';
+import { GrantTableSpace } from '../grant/GrantTableSpace.js';
+import { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
+import { LocalStoreClient } from '../store/LocalStoreClient.js';
+import { StoreServer } from '../store/StoreServer.js';
+import { XenStore } from '../store/XenStore.js';
+import { Domain, type DomainResult, type DomainSpec } from './Domain.js';
+import type { DomainWorkerData, HostToDomain } from './DomainWorker.js';
+
+/** Host-wide limits. */
+export interface HostOptions {
+  /** Name shown in logs and results. */
+  readonly name?: string;
+  /** Most domains alive at once (sizes the shared grant and event-channel spaces). */
+  readonly maxDomains?: number;
+  /** Grant-table entries per domain (each 4 KiB page granted needs one). */
+  readonly grantEntriesPerDomain?: number;
+  /** Event-channel ports per domain. */
+  readonly portsPerDomain?: number;
+  /** Print every domain's log lines to stdout as they arrive. */
+  readonly echoConsole?: boolean;
+}
+
+/** Default guest memory when a spec gives none: 16 MiB. */
+export const DEFAULT_DOMAIN_MEMORY = 16 << 20;
+
+export class Host {
+  readonly name: string;
+  readonly store = new XenStore();
+  readonly grants: GrantTableSpace;
+  readonly evtchn: EvtchnSpace;
+  /** The toolstack's (privileged, dom0) view of the store. */
+  readonly toolstack: StoreOps;
+  private readonly _storeServer: StoreServer;
+  private readonly _domains = new Map<number, Domain>();
+  private readonly _maxDomains: number;
+  private readonly _echo: boolean;
+
+  constructor(opts: HostOptions = {}) {
+    this.name = opts.name ?? 'host0';
+    this._maxDomains = opts.maxDomains ?? 32;
+    this._echo = opts.echoConsole ?? false;
+    this.grants = GrantTableSpace.create({
+      maxDomains: this._maxDomains,
+      entriesPerDomain: opts.grantEntriesPerDomain ?? 16384,
+    });
+    this.evtchn = EvtchnSpace.create({ maxDomains: this._maxDomains, portsPerDomain: opts.portsPerDomain ?? 256 });
+    this._storeServer = new StoreServer(this.store);
+    this.toolstack = new LocalStoreClient(this.store, DOM0);
+  }
+
+  /** Live domains by id. */
+  domains(): Domain[] {
+    return [...this._domains.values()];
+  }
+
+  /** A live domain, or PV_ERR_NO_DOMAIN. */
+  domain(id: number): Domain {
+    const d = this._domains.get(id);
+    if (!d) throw pvError('PV_ERR_NO_DOMAIN', `domain ${id} does not exist on ${this.name}`);
+    return d;
+  }
+
+  /** Starts a domain running `spec.program`; the first one is dom0. */
+  createDomain(spec: DomainSpec): Domain {
+    const id = spec.domid !== undefined ? domId(spec.domid) : this._freeDomId();
+    if (this._domains.has(id)) throw pvError('PV_ERR_CONFIG', `domain id ${id} is already in use`);
+    if (id >= this._maxDomains) {
+      throw pvError('PV_ERR_CONFIG', `domain id ${id} exceeds this host's maxDomains (${this._maxDomains})`);
+    }
+    const bytes = spec.memoryBytes ?? DEFAULT_DOMAIN_MEMORY;
+    const memory = SharedArrayGuestMemory.create(id, bytes);
+    this.store.introduceDomain(id);
+    this.evtchn.resetDomain(id);
+    // A reused id: end grants the previous owner left that nobody maps any more.
+    this.grants.releaseDomain(id);
+    const channel = new MessageChannel();
+    this._storeServer.attach(id, channel.port1);
+    const program = spec.program instanceof URL ? spec.program.href : spec.program;
+    const data: DomainWorkerData = {
+      domid: id,
+      name: spec.name,
+      program,
+      args: spec.args ?? {},
+      memory: memory.buffer,
+      grantBuffer: this.grants.buffer,
+      grantConfig: this.grants.config,
+      evtchnBuffer: this.evtchn.buffer,
+      evtchnConfig: this.evtchn.config,
+      storePort: channel.port2,
+      peers: this.domains().map((d) => ({ domid: d.domid, buffer: d.memory.buffer })),
+    };
+    const worker = new Worker(new URL('./DomainWorker.js', import.meta.url), {
+      workerData: data,
+      transferList: [channel.port2],
+      stdout: false,
+      stderr: false,
+    });
+    const domain = new Domain(id, spec.name, memory, worker, this._echo, () => this._teardown(id));
+    this._domains.set(id, domain);
+    this._broadcast({ type: 'domain-added', domid: id, buffer: memory.buffer }, id);
+    return domain;
+  }
+
+  /** Kills a domain as a crash would (terminate, then clean up). Its result rejects. */
+  async crashDomain(id: number): Promise<void> {
+    await this.domain(id).kill('crashed');
+  }
+
+  /** Stops a domain deliberately (terminate, then clean up). */
+  async destroyDomain(id: number): Promise<void> {
+    await this.domain(id).kill('destroyed');
+  }
+
+  /**
+   * Attaches a split device: writes both xenbus directories in state Initialising (the
+   * toolstack's part of the handshake). The backend domain's driver picks it up by watching.
+   */
+  async addDevice(spec: DeviceSpec): Promise<void> {
+    this.domain(spec.frontDomid);
+    this.domain(spec.backDomid);
+    await createDevicePaths(this.toolstack, spec);
+  }
+
+  /** Unplugs a split device: removes both directories. */
+  async removeDevice(spec: DeviceSpec): Promise<void> {
+    await removeDevicePaths(this.toolstack, spec);
+  }
+
+  /** Asks a domain to power off (`control/shutdown`) and waits for its result. */
+  async shutdownDomain(id: number, reason = 'poweroff'): Promise<DomainResult> {
+    const d = this.domain(id);
+    await this.toolstack.write(shutdownPath(d.domid), reason);
+    return d.result;
+  }
+
+  /** Destroys every domain, guests first and dom0 last. */
+  async shutdown(): Promise<void> {
+    const order = this.domains().sort((a, b) => b.domid - a.domid);
+    for (const d of order) await d.kill('destroyed');
+  }
+
+  private _freeDomId(): DomId {
+    for (let i = 0; i <= DOMID_MAX && i < this._maxDomains; i++) {
+      if (!this._domains.has(i)) return i as DomId;
+    }
+    throw pvError('PV_ERR_CONFIG', `all ${this._maxDomains} domain slots of ${this.name} are in use`);
+  }
+
+  private _broadcast(msg: HostToDomain, except: number): void {
+    for (const d of this._domains.values()) {
+      if (d.domid !== except) d.post(msg);
+    }
+  }
+
+  /** Called once when a domain's worker has exited for any reason. */
+  private _teardown(id: DomId): void {
+    this._domains.delete(id);
+    this.evtchn.closeDomain(id);
+    this.grants.releaseDomain(id);
+    this._storeServer.detach(id);
+    this.store.removeDomain(id);
+    this._broadcast({ type: 'domain-removed', domid: id }, id);
+    void this._removeBackendDirsOf(id);
+  }
+
+  /** The toolstack removes the backend directories that served a dead frontend (unplug). */
+  private async _removeBackendDirsOf(front: DomId): Promise<void> {
+    for (const d of this._domains.values()) {
+      const base = `/local/domain/${d.domid}/backend`;
+      const types = await this.toolstack.directory(base).catch(() => [] as string[]);
+      for (const type of types) {
+        const dir = `${base}/${type}/${front}`;
+        if ((await this.toolstack.tryRead(dir)) !== undefined) await this.toolstack.rm(dir).catch(() => {});
+      }
+    }
+  }
+}

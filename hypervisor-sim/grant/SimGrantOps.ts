@@ -1,0 +1,282 @@
+/**
+ * `GrantOps` for one domain, over the host-wide `GrantTableSpace` (reference protocol.md §2).
+ *
+ * One instance lives in each domain's worker and plays two roles, as a Xen guest kernel and the
+ * hypervisor do: the *granter* side (`grantAccess`, `endAccess`, `isGrantInUse`) writes this
+ * domain's own entries with the guest protocol (fill, then publish the flags; end with a CAS that
+ * fails while the entry is in use), and the *hypercall* side (`mapGrants`, `unmapGrant`,
+ * `grantCopy`) runs the hypervisor checks on another domain's entries on this domain's behalf,
+ * treating every entry field and every argument as hostile (§6).
+ *
+ * SharedArrayBuffers have no page protection, so a grant is a capability the hypervisor code
+ * enforces, not the hardware: a read-only mapping is still a writable `Uint8Array`, and pins are
+ * what keep a granter from ending (and reusing) a page while it is mapped or copied.
+ *
+ * The maptrack (handle → mapping) is thread-local: it dies with the domain's thread, which is
+ * why `GrantTableSpace.releaseDomain` drops a dead grantee's pins from the shared entries.
+ */
+
+import { pvError } from '../../protocol/errors.js';
+import type { GrantCopyOp, GrantMapping, GrantOps } from '../../protocol/Hypercalls.js';
+import { type DomId, domId, type Gfn, type GrantRef, type MapHandle, PAGE_SIZE } from '../../protocol/Types.js';
+import type { MemoryDirectory } from '../memory/MemoryDirectory.js';
+import type { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
+import { pinGrant, unpinGrant } from './ActiveEntry.js';
+import { copyBetween, type ResolvedSide, resolveSide } from './GrantCopy.js';
+import {
+  GNTTAB_NR_RESERVED_ENTRIES,
+  GRANT_ENTRY_WORDS,
+  type GrantTableSpace,
+  GrantWord,
+  GTF_PV_CLAIMED,
+  GTF_permit_access,
+  GTF_reading,
+  GTF_readonly,
+  GTF_type_mask,
+  GTF_writing,
+  MAX_GRANT_RETRIES,
+} from './GrantTableSpace.js';
+
+/** Options of `SimGrantOps`. */
+export interface SimGrantOpsOptions {
+  /** Most grant refs this domain may hold mapped at once (Xen's finite maptrack). Default 65536. */
+  readonly maxMappedRefs?: number;
+}
+
+/** One maptrack entry. */
+interface MapRecord {
+  readonly granter: DomId;
+  readonly bases: readonly number[];
+  readonly writable: boolean;
+}
+
+/** Grant-table operations of one domain (see the file comment). */
+export class SimGrantOps implements GrantOps {
+  /** The domain these operations act for. */
+  readonly domid: DomId;
+  private readonly _space: GrantTableSpace;
+  private readonly _memories: MemoryDirectory;
+  private readonly _maxMappedRefs: number;
+  /** Word index of entry 0 of our own table. */
+  private readonly _ownTable: number;
+  /** Next ref grantAccess tries: round-robin, so an ended ref is not reused at once. */
+  private _cursor = GNTTAB_NR_RESERVED_ENTRIES;
+  private readonly _maptrack = new Map<number, MapRecord>();
+  private _mappedRefs = 0;
+  private _nextHandle = 1;
+
+  /**
+   * `memories` must hold this domain's memory and those of the domains it maps or copies from.
+   * Throws `PV_ERR_CONFIG` if `domid` has no table in `space`.
+   */
+  constructor(domid: DomId, space: GrantTableSpace, memories: MemoryDirectory, opts: SimGrantOpsOptions = {}) {
+    if (domid >= space.config.maxDomains) {
+      throw pvError('PV_ERR_CONFIG', `domain ${domid} has no grant table (maxDomains ${space.config.maxDomains})`);
+    }
+    this.domid = domid;
+    this._space = space;
+    this._memories = memories;
+    this._maxMappedRefs = opts.maxMappedRefs ?? 65536;
+    this._ownTable = space.entryBase(domid, 0);
+  }
+
+  /**
+   * Grants `remote` access to our `frame`: claims a free entry (bounded search + CAS), writes
+   * the frame, then publishes domid and flags in one seq-cst store (XG: "write domid, write
+   * frame, wmb, write flags"; domid and flags share word 0 here).
+   */
+  grantAccess(remote: DomId, frame: Gfn, readonly: boolean): GrantRef {
+    const grantee = domId(remote);
+    const pages = this._memories.require(this.domid).pageCount;
+    if (!Number.isInteger(frame) || frame < 0 || frame >= pages) {
+      throw pvError('PV_ERR_OUT_OF_BOUNDS', `frame ${frame} outside the ${pages} pages of domain ${this.domid}`);
+    }
+    const w = this._space.words;
+    const n = this._space.config.entriesPerDomain;
+    for (let tried = GNTTAB_NR_RESERVED_ENTRIES; tried < n; tried++) {
+      const ref = this._cursor;
+      this._cursor = ref + 1 < n ? ref + 1 : GNTTAB_NR_RESERVED_ENTRIES;
+      const base = this._ownTable + ref * GRANT_ENTRY_WORDS;
+      // ORDERING: cheap load first; the CAS below is what claims the entry.
+      if (Atomics.load(w, base + GrantWord.FLAGS_DOMID) !== 0) continue;
+      // ORDERING: seq-cst CAS claims the entry against another thread of ours granting too.
+      if (Atomics.compareExchange(w, base + GrantWord.FLAGS_DOMID, 0, GTF_PV_CLAIMED) !== 0) continue;
+      // ORDERING: the frame is stored before the flags are published below.
+      Atomics.store(w, base + GrantWord.FRAME, frame);
+      const flags = GTF_permit_access | (readonly ? GTF_readonly : 0);
+      // ORDERING: seq-cst publish; a hypervisor load that sees permit_access sees the frame too.
+      Atomics.store(w, base + GrantWord.FLAGS_DOMID, flags | (grantee << 16));
+      return ref as GrantRef;
+    }
+    throw pvError('PV_ERR_GRANT_NO_SPACE', `domain ${this.domid}: no free grant entry`);
+  }
+
+  /**
+   * Ends a grant with a CAS of the flags word to 0, refused with `PV_ERR_GRANT_IN_USE` while it
+   * is mapped or being copied (GTF_reading/GTF_writing or a pin): Xen never revokes (§2.3).
+   */
+  endAccess(ref: GrantRef): void {
+    const w = this._space.words;
+    const base = this._space.entryBase(this.domid, ref);
+    for (let tries = 0; tries < MAX_GRANT_RETRIES; tries++) {
+      // ORDERING: seq-cst load; the CAS below fails if the hypervisor changed the word since.
+      const word0 = Atomics.load(w, base + GrantWord.FLAGS_DOMID);
+      if ((word0 & GTF_type_mask) !== GTF_permit_access) {
+        throw pvError('PV_ERR_GRANT_BAD_REF', `grant ${ref} of domain ${this.domid} is not granted`);
+      }
+      if ((word0 & (GTF_reading | GTF_writing)) !== 0 || this._pins(base) > 0) {
+        throw pvError('PV_ERR_GRANT_IN_USE', `grant ${ref} of domain ${this.domid} is mapped or being copied`);
+      }
+      // ORDERING: a pin raises its count before CASing the status bits into this word, so
+      // either we saw the pin above or this CAS loses to the status CAS.
+      if (Atomics.compareExchange(w, base + GrantWord.FLAGS_DOMID, word0, 0) === word0) return;
+    }
+    throw pvError('PV_ERR_GRANT_IN_USE', `grant ${ref} of domain ${this.domid}: entry keeps changing`);
+  }
+
+  /** True while the grant is mapped or copied (status bits or pins). */
+  isGrantInUse(ref: GrantRef): boolean {
+    const base = this._space.entryBase(this.domid, ref);
+    // ORDERING: seq-cst load; the answer is a snapshot.
+    const word0 = Atomics.load(this._space.words, base + GrantWord.FLAGS_DOMID);
+    return (word0 & (GTF_reading | GTF_writing)) !== 0 || this._pins(base) > 0;
+  }
+
+  /**
+   * Maps grants `refs` of `granter`, all-or-nothing (XSA-224): if any ref fails its checks, the
+   * pins already taken are dropped before the error is thrown. The granted frames must be
+   * contiguous in the granter; the result is one zero-copy view on its SharedArrayBuffer.
+   */
+  mapGrants(granter: DomId, refs: readonly GrantRef[], writable: boolean): GrantMapping {
+    const count = Array.isArray(refs) ? refs.length : 0;
+    if (count === 0 || count > this._space.config.entriesPerDomain) {
+      throw pvError('PV_ERR_INVALID_ARG', `map needs 1 … ${this._space.config.entriesPerDomain} refs, got ${count}`);
+    }
+    if (this._mappedRefs + count > this._maxMappedRefs) {
+      throw pvError('PV_ERR_GRANT_NO_SPACE', `domain ${this.domid}: maptrack limit ${this._maxMappedRefs} reached`);
+    }
+    const memory = this._granterMemory(granter);
+    const write = writable === true;
+    const bases: number[] = [];
+    let first = 0;
+    try {
+      for (let i = 0; i < count; i++) {
+        const ref = refs[i];
+        const base = this._space.entryBase(granter, ref);
+        const frame = pinGrant(this._space, base, this.domid, write, { granter, ref });
+        bases.push(base);
+        checkFrame(frame, memory, granter, ref);
+        if (i === 0) first = frame;
+        else if (frame !== first + i) {
+          throw pvError(
+            'PV_ERR_INVALID_ARG',
+            `grant frames are not contiguous in domain ${granter}: ref ${ref} is frame ${frame}, expected ${first + i}`,
+          );
+        }
+      }
+    } catch (err) {
+      for (const base of bases) unpinGrant(this._space, base, this.domid, write);
+      throw err;
+    }
+    const handle = this._allocHandle();
+    this._maptrack.set(handle, { granter, bases, writable: write });
+    this._mappedRefs += count;
+    // INVARIANT: every frame was checked inside the granter's memory and they are contiguous.
+    const view = memory.bytes.subarray(first * PAGE_SIZE, (first + count) * PAGE_SIZE);
+    return { handle: handle as MapHandle, view, writable: write };
+  }
+
+  /** Unmaps a mapping and drops its pins; `PV_ERR_GRANT_BAD_HANDLE` for an unknown handle. */
+  unmapGrant(handle: MapHandle): void {
+    const record = this._maptrack.get(handle);
+    if (record === undefined) throw pvError('PV_ERR_GRANT_BAD_HANDLE', `domain ${this.domid}: no mapping ${handle}`);
+    this._maptrack.delete(handle);
+    this._mappedRefs -= record.bases.length;
+    for (const base of record.bases) unpinGrant(this._space, base, this.domid, record.writable);
+  }
+
+  /**
+   * `GNTTABOP_copy`: copies `len` ≤ PAGE_SIZE bytes without crossing a page on either side
+   * (`PV_ERR_GRANT_BAD_COPY`). A granted side needs a read (source) or write (dest) grant to
+   * this domain and holds a transient pin while the bytes move, so end access cannot race it.
+   */
+  grantCopy(op: GrantCopyOp): void {
+    const len = op.len;
+    if (!Number.isInteger(len) || len < 0 || len > PAGE_SIZE) {
+      throw pvError('PV_ERR_GRANT_BAD_COPY', `copy length ${len} outside [0, ${PAGE_SIZE}]`);
+    }
+    if (len === 0) return;
+    const own = this._memories.require(this.domid);
+    // Validate both sides' numbers before taking any pin.
+    const lookup = (d: DomId): SharedArrayGuestMemory => this._granterMemory(d);
+    const source = resolveSide(op.source, len, own, this._space, lookup);
+    const dest = resolveSide(op.dest, len, own, this._space, lookup);
+    const srcAddr = this._pinSide(source, false);
+    try {
+      const dstAddr = this._pinSide(dest, true);
+      try {
+        copyBetween(source.memory, srcAddr, dest.memory, dstAddr, len);
+      } finally {
+        this._unpinSide(dest, true);
+      }
+    } finally {
+      this._unpinSide(source, false);
+    }
+  }
+
+  /** Number of live mappings this domain holds. */
+  liveMappings(): number {
+    return this._maptrack.size;
+  }
+
+  /** Pins a granted side and returns its byte address in the granter; a `gpa` side as is. */
+  private _pinSide(side: ResolvedSide, write: boolean): number {
+    if (side.base < 0) return side.addr;
+    const ref = side.ref;
+    const frame = pinGrant(this._space, side.base, this.domid, write, { granter: side.memory.domid, ref });
+    try {
+      checkFrame(frame, side.memory, side.memory.domid, ref);
+    } catch (err) {
+      unpinGrant(this._space, side.base, this.domid, write);
+      throw err;
+    }
+    // INVARIANT: resolveSide checked offset + len ≤ PAGE_SIZE, checkFrame the frame.
+    return frame * PAGE_SIZE + side.addr;
+  }
+
+  private _unpinSide(side: ResolvedSide, write: boolean): void {
+    if (side.base >= 0) unpinGrant(this._space, side.base, this.domid, write);
+  }
+
+  /** The granter's memory; `PV_ERR_GRANT_BAD_DOMAIN` if this thread does not know it. */
+  private _granterMemory(granter: DomId): SharedArrayGuestMemory {
+    const memory = Number.isInteger(granter) ? this._memories.get(granter) : undefined;
+    if (memory === undefined) throw pvError('PV_ERR_GRANT_BAD_DOMAIN', `domain ${granter} is unknown here`);
+    return memory;
+  }
+
+  private _pins(base: number): number {
+    const w = this._space.words;
+    // ORDERING: seq-cst loads of hypervisor-written counts (see endAccess).
+    return Atomics.load(w, base + GrantWord.READ_PINS) + Atomics.load(w, base + GrantWord.WRITE_PINS);
+  }
+
+  private _allocHandle(): number {
+    // Bounded: the maptrack holds at most _maxMappedRefs handles, so a free one is near.
+    for (;;) {
+      const handle = this._nextHandle;
+      this._nextHandle = handle >= 0x7fffffff ? 1 : handle + 1;
+      if (!this._maptrack.has(handle)) return handle;
+    }
+  }
+}
+
+/** A frame read from a hostile entry must lie inside the granter's memory. */
+function checkFrame(frame: number, memory: SharedArrayGuestMemory, granter: DomId, ref: number): void {
+  if (frame < 0 || frame >= memory.pageCount) {
+    throw pvError(
+      'PV_ERR_GRANT_BAD_REF',
+      `grant ${ref} of domain ${granter} names frame ${frame >>> 0}, outside its memory`,
+    );
+  }
+}
