@@ -10,7 +10,7 @@
  * ops are asynchronous (xenstored is a separate daemon reached over a ring).
  */
 
-import type { DomId, EvtchnPort, Gfn, GrantRef, GuestPhysAddr, MapHandle } from './Types.js';
+import type { DomId, EvtchnPort, Gfn, GrantRef, GuestPhysAddr, Iova, MapHandle } from './Types.js';
 
 /** Consumer-side view of one domain's own guest-physical memory (rust-vmm `GuestMemory`). */
 export interface GuestMemory {
@@ -42,6 +42,20 @@ export interface GrantMapping {
   readonly view: Uint8Array;
   /** True when mapped writable. */
   readonly writable: boolean;
+  /**
+   * With `mapGrants(…, { device })`: the I/O virtual address at which that device reaches the
+   * pages (contiguous), as Xen's `GNTMAP_device_map` returns `dev_bus_addr`.
+   */
+  readonly deviceAddr?: Iova;
+}
+
+/** Options of a grant map. */
+export interface MapGrantOptions {
+  /**
+   * Also map the pages for DMA by this device (one the calling domain owns): the hypervisor
+   * inserts IOMMU entries and returns `deviceAddr`. Unmapping removes them.
+   */
+  readonly device?: string;
 }
 
 /** One side of a grant copy: a granted page of another domain, or the caller's own memory. */
@@ -65,7 +79,7 @@ export interface GrantOps {
   /** True while the grant is mapped by its grantee (GTF_reading / GTF_writing). */
   isGrantInUse(ref: GrantRef): boolean;
   /** Maps grants of `granter` contiguously (their frames must be contiguous in the granter). */
-  mapGrants(granter: DomId, refs: readonly GrantRef[], writable: boolean): GrantMapping;
+  mapGrants(granter: DomId, refs: readonly GrantRef[], writable: boolean, opts?: MapGrantOptions): GrantMapping;
   /** Unmaps a mapping made by `mapGrants`. */
   unmapGrant(handle: MapHandle): void;
   /** Grant copy, page-bounded on both sides; source needs read and dest write permission. */

@@ -5,6 +5,7 @@
  */
 
 import type { Hypercalls } from './Hypercalls.js';
+import type { DeviceAttachment } from './Pci.js';
 import type { DomId } from './Types.js';
 
 /** The environment handed to a domain program. */
@@ -15,6 +16,8 @@ export interface DomainEnv {
   readonly name: string;
   /** Hypervisor services (memory, grants, event channels, store). */
   readonly hypercalls: Hypercalls;
+  /** Devices this domain was given, in the order the scenario listed them. */
+  readonly devices: readonly DeviceAttachment[];
   /** Arguments from the scenario (structured-cloned). */
   readonly args: Readonly<Record<string, unknown>>;
   /** Writes a line to the domain's console. */

@@ -33,7 +33,8 @@ export type ErrorArea =
   | 'xenbus'
   | 'domain'
   | 'request'
-  | 'config';
+  | 'config'
+  | 'rdma';
 
 /**
  * The catalogue. Statuses are unique and never reused; append new codes at the end of an area.
@@ -100,6 +101,26 @@ export const ERROR_CATALOGUE = {
   PV_ERR_BAD_REQUEST: { status: -82, area: 'request', policy: 'request', message: 'malformed request' },
 
   PV_ERR_CONFIG: { status: -90, area: 'config', policy: 'caller', message: 'invalid configuration' },
+
+  PV_ERR_RDMA_BAD_HANDLE: { status: -100, area: 'rdma', policy: 'request', message: 'unknown PD, MR, CQ or QP handle' },
+  PV_ERR_RDMA_BAD_TRANSITION: {
+    status: -101,
+    area: 'rdma',
+    policy: 'request',
+    message: 'invalid QP state transition or missing attributes',
+  },
+  PV_ERR_RDMA_BAD_ACCESS: { status: -102, area: 'rdma', policy: 'request', message: 'invalid access flags' },
+  PV_ERR_RDMA_RESOURCE: { status: -103, area: 'rdma', policy: 'request', message: 'device resources exhausted' },
+  PV_ERR_RDMA_BUSY: { status: -104, area: 'rdma', policy: 'request', message: 'resource still in use' },
+  PV_ERR_RDMA_QUEUE_FULL: { status: -105, area: 'rdma', policy: 'request', message: 'work queue full' },
+  PV_ERR_RDMA_BAD_WR: { status: -106, area: 'rdma', policy: 'request', message: 'invalid work request' },
+  PV_ERR_RDMA_BAD_STATE: { status: -107, area: 'rdma', policy: 'request', message: 'QP state does not allow this' },
+  PV_ERR_RDMA_BAD_MEMORY: {
+    status: -108,
+    area: 'rdma',
+    policy: 'request',
+    message: 'memory not owned, not granted or out of range',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** Every stable error code. */
@@ -141,6 +162,8 @@ export class DomainError extends PvError {}
 export class RequestError extends PvError {}
 /** A scenario or option a user gave that cannot run. */
 export class ConfigError extends PvError {}
+/** A verbs call the device or backend refused. */
+export class RdmaError extends PvError {}
 
 const CLASS_NAMES: Record<ErrorArea, string> = {
   arg: 'ArgError',
@@ -153,6 +176,7 @@ const CLASS_NAMES: Record<ErrorArea, string> = {
   domain: 'DomainError',
   request: 'RequestError',
   config: 'ConfigError',
+  rdma: 'RdmaError',
 };
 
 const CLASSES: Record<ErrorArea, typeof PvError> = {
@@ -166,6 +190,7 @@ const CLASSES: Record<ErrorArea, typeof PvError> = {
   domain: DomainError,
   request: RequestError,
   config: ConfigError,
+  rdma: RdmaError,
 };
 
 const BY_STATUS = new Map<number, ErrorCode>();

@@ -79,6 +79,7 @@ async function run(): Promise<void> {
     domid,
     name: data.name,
     hypercalls,
+    devices: [],
     args: data.args,
     log(line: string): void {
       port.postMessage({ type: 'log', line } satisfies DomainToHost);

@@ -15,6 +15,7 @@ import {
   isErrorCode,
   MemoryError,
   PvError,
+  RdmaError,
   RequestError,
   RingError,
   StoreError,
@@ -35,6 +36,7 @@ const AREA_CLASS: Record<ErrorArea, typeof PvError> = {
   domain: DomainError,
   request: RequestError,
   config: ConfigError,
+  rdma: RdmaError,
 };
 
 const CODES = Object.keys(ERROR_CATALOGUE) as ErrorCode[];
