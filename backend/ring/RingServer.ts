@@ -16,8 +16,21 @@ import type { EvtchnOps } from '../../protocol/Hypercalls.js';
 import type { BackRing } from '../../protocol/ring/BackRing.js';
 import type { EvtchnPort } from '../../protocol/Types.js';
 
-/** Serves one request. `req` is the backend's private copy; write the whole response slot. */
-export type RequestHandler = (req: Int32Array, rsp: Int32Array, rspWord: number) => void;
+/**
+ * Serves one request. `req` is the backend's private copy; write the whole response slot.
+ * Return `false` to defer: the request stays consumed but unanswered, the ring stalls behind it
+ * (so per-ring order is kept), and the same private copy is offered again next round — the
+ * backpressure a backend applies when a private resource (bounce buffers) is exhausted.
+ */
+export type RequestHandler = (req: Int32Array, rsp: Int32Array, rspWord: number) => boolean | undefined;
+
+/** Extra work the serving loop runs every round (e.g. draining device completion queues). */
+export interface Poller {
+  /** Does pending work; returns how much was done. */
+  poll(): number;
+  /** True while work is in flight that will need polling (the loop then does not sleep long). */
+  outstanding(): boolean;
+}
 
 /** Called when a ring is halted for a protocol violation. */
 export type FatalHandler = (code: ErrorCode, message: string) => void;
@@ -41,12 +54,15 @@ interface ServedRing {
   readonly onFatal: FatalHandler;
   readonly priv: Int32Array;
   dead: boolean;
+  /** A consumed request whose handler deferred it; offered again before anything else. */
+  deferred: boolean;
 }
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export class RingServer {
   private readonly _rings = new Map<number, ServedRing>();
+  private readonly _pollers = new Map<number, Poller>();
   private _nextId = 1;
   private _running = false;
   private readonly _batchLimit: number;
@@ -69,7 +85,15 @@ export class RingServer {
   /** Starts serving `ring`, notifying `port` when the frontend asked for it. Returns an id. */
   add(ring: BackRing, port: EvtchnPort, handler: RequestHandler, onFatal: FatalHandler = () => {}): number {
     const id = this._nextId++;
-    this._rings.set(id, { ring, port, handler, onFatal, priv: new Int32Array(ring.slotWords), dead: false });
+    this._rings.set(id, {
+      ring,
+      port,
+      handler,
+      onFatal,
+      priv: new Int32Array(ring.slotWords),
+      dead: false,
+      deferred: false,
+    });
     // Wake the loop so it picks the new ring up even if it is asleep.
     this._evtchn.kickSelf();
     return id;
@@ -78,6 +102,19 @@ export class RingServer {
   /** Stops serving a ring (after disconnect). */
   remove(id: number): void {
     this._rings.delete(id);
+  }
+
+  /** Adds work to run every round; returns an id for `removePoller`. */
+  addPoller(p: Poller): number {
+    const id = this._nextId++;
+    this._pollers.set(id, p);
+    this._evtchn.kickSelf();
+    return id;
+  }
+
+  /** Removes a poller. */
+  removePoller(id: number): void {
+    this._pollers.delete(id);
   }
 
   /** Number of rings served (halted ones included until removed). */
@@ -91,6 +128,7 @@ export class RingServer {
     for (const r of this._rings.values()) {
       if (!r.dead) work += this._serveRing(r);
     }
+    for (const p of this._pollers.values()) work += p.poll();
     this.stats.rounds++;
     this.stats.requests += work;
     return work;
@@ -111,9 +149,12 @@ export class RingServer {
       }
       if (this._finalCheck()) continue;
       this.stats.sleeps++;
+      // Work in flight elsewhere (device completions, deferred requests) is not announced on
+      // our wake word: poll again soon instead of sleeping for the idle timeout.
+      const busy = this._hasOutstanding();
       const woke = this._evtchn.waitForEvent(snapshot, {
         spinBudget: this._spinBudget,
-        timeoutMs: this._idleTimeoutMs,
+        timeoutMs: busy ? 0 : this._idleTimeoutMs,
       });
       if (!woke) this.stats.idleTimeouts++;
       // Deliver store watches and control messages before the next round.
@@ -125,6 +166,12 @@ export class RingServer {
   stop(): void {
     this._running = false;
     this._evtchn.kickSelf();
+  }
+
+  private _hasOutstanding(): boolean {
+    for (const p of this._pollers.values()) if (p.outstanding()) return true;
+    for (const r of this._rings.values()) if (r.deferred && !r.dead) return true;
+    return false;
   }
 
   private _finalCheck(): boolean {
@@ -142,33 +189,44 @@ export class RingServer {
 
   private _serveRing(r: ServedRing): number {
     const ring = r.ring;
-    let n: number;
+    let done = 0;
     try {
-      n = ring.unconsumedRequests();
-    } catch (err) {
-      this._halt(r, err);
-      return 0;
-    }
-    if (n > this._batchLimit) n = this._batchLimit;
-    if (n === 0) return 0;
-    try {
+      if (r.deferred) {
+        // INVARIANT: r.priv still holds the private copy of the deferred request.
+        if (!this._answer(r)) return 0;
+        r.deferred = false;
+        done++;
+      }
+      let n = ring.unconsumedRequests();
+      if (n > this._batchLimit - done) n = this._batchLimit - done;
       for (let i = 0; i < n; i++) {
         ring.copyRequest(r.priv);
-        // INVARIANT: one response slot per consumed request (unconsumedRequests clamps to room).
-        const slot = ring.nextResponseSlot();
-        r.handler(r.priv, ring.words, slot);
-        ring.commitResponse();
+        if (!this._answer(r)) {
+          r.deferred = true;
+          break;
+        }
+        done++;
       }
     } catch (err) {
-      // Handlers answer bad requests with error statuses; a throw here is a backend bug, and
-      // the ring it happened on is halted rather than the whole driver domain.
+      // Handlers answer bad requests with error statuses; a throw here is a protocol violation
+      // (producer overflow) or a backend bug, and only the ring it happened on is halted.
       this._halt(r, err);
-      return 0;
+      return done;
     }
+    if (done === 0) return 0;
     ring.counters.batches++;
-    ring.counters.batchedItems += n;
+    ring.counters.batchedItems += done;
     if (ring.pushResponses()) this._evtchn.notify(r.port);
-    return n;
+    return done;
+  }
+
+  /** Runs the handler on the private copy; commits the response unless it deferred. */
+  private _answer(r: ServedRing): boolean {
+    // INVARIANT: one response slot per consumed request (unconsumedRequests clamps to room).
+    const slot = r.ring.nextResponseSlot();
+    if (r.handler(r.priv, r.ring.words, slot) === false) return false;
+    r.ring.commitResponse();
+    return true;
   }
 
   private _halt(r: ServedRing, err: unknown): void {
