@@ -13,7 +13,9 @@
  *  - errors are `PvError`s with stable codes (`PV_ERR_RDMA_*`).
  */
 
-import type { QpAttr, QpCap, RecvWr, SendWr } from '../../protocol/rdma/Verbs.js';
+import type { DeviceAttachment } from '../../protocol/Pci.js';
+import type { DomainEnv } from '../../protocol/Program.js';
+import type { QpAttr, QpCap, RecvWr, SendWr, Wc } from '../../protocol/rdma/Verbs.js';
 import type { GuestPhysAddr } from '../../protocol/Types.js';
 
 /** A registered memory region as the provider returns it. */
@@ -77,6 +79,19 @@ export interface VerbsProvider {
    * completions need the caller's thread to move (a ring to drain) do that work here.
    */
   progress(): void;
+  /**
+   * Completions the provider produced itself, outside the CQ ring (paravirt: WRs the backend
+   * refused before the device saw them). `pollCq` should take up to `max` of them for CQ `cq`
+   * into `out[start …]` after reading the ring, and count them with the ring's. Optional:
+   * providers whose completions all go through the ring leave it out.
+   */
+  takeCompletions?(cq: number, out: Wc[], start: number, max: number): number;
   /** Releases everything (destroy what is left, disconnect). */
   close(): Promise<void>;
 }
+
+/**
+ * What each provider module exports as `createProvider` (loaded by `openDevice` with a dynamic
+ * import chosen by the attachment's transport).
+ */
+export type CreateProvider = (env: DomainEnv, attachment: DeviceAttachment) => Promise<VerbsProvider>;
