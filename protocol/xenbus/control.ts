@@ -24,12 +24,12 @@ export async function waitForShutdown(store: StoreOps, domid: DomId): Promise<st
         if (done || reason === undefined || reason === '') return;
         done = true;
         resolve(reason);
-        void unwatch?.();
+        unwatch?.().catch(() => {});
       }, reject);
     };
     store.watch(path, check).then((u) => {
       unwatch = u;
-      if (done) void u();
+      if (done) u().catch(() => {});
     }, reject);
   });
 }
@@ -47,12 +47,12 @@ export async function waitForPath(store: StoreOps, path: string): Promise<void> 
         if (done || v === undefined) return;
         done = true;
         resolve();
-        void unwatch?.();
+        unwatch?.().catch(() => {});
       }, reject);
     };
     store.watch(path, check).then((u) => {
       unwatch = u;
-      if (done) void u();
+      if (done) u().catch(() => {});
     }, reject);
   });
 }

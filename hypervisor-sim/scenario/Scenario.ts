@@ -1,0 +1,157 @@
+/**
+ * Runs a scenario: builds the host with its NICs, starts the driver domain (the RDMA backend
+ * when some guest uses a paravirtual transport), gives each guest its devices — owned through
+ * passthrough or native, served by the backend over rings, or none for tcp — runs every guest
+ * program to completion, shuts the driver domain down and returns every result.
+ *
+ * Guests learn each other's domain ids from `args.peers` (name → domid) and their own name
+ * from `args.self`, so programs can meet through the store (perftest's out-of-band exchange).
+ */
+
+import type { DeviceAttachment } from '../../protocol/Pci.js';
+import { DOM0 } from '../../protocol/Types.js';
+import { WIRE_IB_EDR, WIRE_IDEAL } from '../devices/rnic/RnicFabric.js';
+import type { DomainResult } from '../domain/Domain.js';
+import { Host } from '../domain/Host.js';
+import { type ScenarioSpec, validateScenario } from './ScenarioSpec.js';
+
+/** The RDMA backend program (compiled), run in dom0 when a guest uses paravirt. */
+export const RDMA_BACKEND_PROGRAM = new URL('../../backend/rdma/RdmaBackendProgram.js', import.meta.url);
+/** dom0's program when no guest needs a backend: waits for shutdown. */
+export const IDLE_PROGRAM = new URL('./IdleProgram.js', import.meta.url);
+
+/** What one domain returned. */
+export interface DomainOutcome {
+  readonly domid: number;
+  readonly value: unknown;
+  readonly cpuNs: number;
+  readonly console: readonly string[];
+}
+
+/** What a scenario run returns. */
+export interface ScenarioResult {
+  readonly guests: Readonly<Record<string, DomainOutcome>>;
+  readonly backend: DomainOutcome;
+  readonly elapsedMs: number;
+  readonly deviceEngine: 'inline' | 'dedicated';
+  readonly wire: string;
+}
+
+/** Options of a run. */
+export interface RunOptions {
+  /** Print every domain's console lines as they arrive. */
+  readonly echoConsole?: boolean;
+  /** Crash everything and fail after this long (default 10 minutes). */
+  readonly timeoutMs?: number;
+}
+
+/** Validates and runs a scenario. */
+export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Promise<ScenarioResult> {
+  validateScenario(spec);
+  const nics = spec.host?.nics ?? 2;
+  const deviceEngine = spec.host?.deviceEngine ?? 'inline';
+  const wire = spec.host?.wire === 'ib-edr' ? WIRE_IB_EDR : WIRE_IDEAL;
+  const host = new Host({
+    name: spec.host?.name ?? 'host0',
+    nics: Array.from({ length: nics }, (_, i) => ({ name: `nic${i}`, portId: i + 1 })),
+    deviceEngine,
+    wire,
+    echoConsole: opts.echoConsole,
+  });
+  const t0 = performance.now();
+  try {
+    const served = new Set<string>();
+    for (const g of spec.guests) {
+      for (const d of g.devices ?? []) {
+        if (d.transport === 'paravirt' || d.transport === 'paravirt-copy') served.add(d.device);
+      }
+    }
+    const dom0 = host.createDomain({
+      name: 'dom0',
+      domid: DOM0,
+      program: served.size > 0 ? RDMA_BACKEND_PROGRAM : IDLE_PROGRAM,
+      args: { spinBudget: spec.backend?.spinBudget, batchLimit: spec.backend?.batchLimit },
+      memoryBytes: (spec.backend?.memoryMiB ?? 256) << 20,
+      pci: [...served].sort().map((device) => ({ device, iommu: 'translate' as const })),
+    });
+    const peers: Record<string, number> = {};
+    spec.guests.forEach((g, i) => {
+      peers[g.name] = i + 1;
+    });
+    const guests = spec.guests.map((g, i) => {
+      const attachments: DeviceAttachment[] = [];
+      const pci: Array<{ device: string; iommu: 'translate' | 'bypass' }> = [];
+      let devid = 0;
+      const plug: Array<{ devid: number }> = [];
+      for (const d of g.devices ?? []) {
+        if (d.transport === 'passthrough') pci.push({ device: d.device, iommu: 'translate' });
+        else if (d.transport === 'native') pci.push({ device: d.device, iommu: 'bypass' });
+        else if (d.transport === 'tcp') attachments.push({ device: d.device, kind: 'rdma-nic', transport: 'tcp' });
+        else {
+          attachments.push({ device: d.device, kind: 'rdma-nic', transport: d.transport, devid, backendDomid: DOM0 });
+          plug.push({ devid });
+          devid++;
+        }
+      }
+      const domain = host.createDomain({
+        name: g.name,
+        domid: i + 1,
+        program: g.program,
+        args: { ...(g.args ?? {}), self: g.name, peers },
+        memoryBytes: (g.memoryMiB ?? 64) << 20,
+        pci,
+        attachments,
+      });
+      return { spec: g, domain, plug };
+    });
+    for (const g of guests) {
+      for (const p of g.plug) {
+        await host.addDevice({ type: 'vrdma', devid: p.devid, frontDomid: g.domain.domid, backDomid: dom0.domid });
+      }
+    }
+    const results = await withTimeout(
+      Promise.all(
+        guests.map((g) =>
+          g.domain.result.catch((err: Error) => {
+            err.message = `guest '${g.spec.name}' failed: ${err.message}`;
+            throw err;
+          }),
+        ),
+      ),
+      opts.timeoutMs ?? 600_000,
+    );
+    const backend = await withTimeout(host.shutdownDomain(dom0.domid), 30_000);
+    const out: Record<string, DomainOutcome> = {};
+    guests.forEach((g, i) => {
+      out[g.spec.name] = outcome(g.domain.domid, results[i], g.domain.console);
+    });
+    return {
+      guests: out,
+      backend: outcome(dom0.domid, backend, dom0.console),
+      elapsedMs: performance.now() - t0,
+      deviceEngine,
+      wire: wire.name,
+    };
+  } finally {
+    await host.shutdown();
+  }
+}
+
+function outcome(domid: number, r: DomainResult, console: readonly string[]): DomainOutcome {
+  return { domid, value: r.value, cpuNs: r.cpuNs, console };
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(Object.assign(new Error(`scenario did not finish within ${ms} ms`), { code: 'PV_ERR_TIMEOUT' })),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

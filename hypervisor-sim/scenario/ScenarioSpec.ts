@@ -1,0 +1,129 @@
+/**
+ * A scenario, as a researcher describes it: the host (its NICs and how their engines run), the
+ * driver domain, and the guests — each a program module with arguments and memory — with the
+ * devices each guest uses and through which transport. `validateScenario` refuses a bad
+ * scenario before anything starts, naming the field at fault.
+ */
+
+import { pvError } from '../../protocol/errors.js';
+import type { Transport } from '../../protocol/Pci.js';
+
+/** The transports a guest may use to reach an RDMA NIC. */
+export const TRANSPORTS: readonly Transport[] = ['paravirt', 'paravirt-copy', 'passthrough', 'native', 'tcp'];
+
+/** One device a guest uses. */
+export interface GuestDeviceSpec {
+  /** A NIC of the host (`nic0`), or any name for `tcp` (no NIC is used). */
+  readonly device: string;
+  readonly transport: Transport;
+}
+
+/** One guest (or, with transport `native`, a program running in the host's own context). */
+export interface GuestSpec {
+  readonly name: string;
+  /** URL or absolute path of the compiled program module (default export `main(env)`). */
+  readonly program: string | URL;
+  readonly args?: Record<string, unknown>;
+  /** Guest memory in MiB (default 64). */
+  readonly memoryMiB?: number;
+  readonly devices?: readonly GuestDeviceSpec[];
+}
+
+/** The host and its devices. */
+export interface HostSpec {
+  readonly name?: string;
+  /** Number of RDMA NICs, named nic0 … (default 2), all on one wire. */
+  readonly nics?: number;
+  /** Where device engines run (DESIGN §4). */
+  readonly deviceEngine?: 'inline' | 'dedicated';
+  /** Wire model between NICs: `ideal` (no delay) or `ib-edr`. */
+  readonly wire?: 'ideal' | 'ib-edr';
+}
+
+/** The driver domain's backend. */
+export interface BackendSpec {
+  /** Polls before the backend sleeps. */
+  readonly spinBudget?: number;
+  /** Requests taken from one ring per round. */
+  readonly batchLimit?: number;
+  /** dom0 memory in MiB (default 256: bounce buffers and queues). */
+  readonly memoryMiB?: number;
+}
+
+/** A whole scenario. */
+export interface ScenarioSpec {
+  readonly host?: HostSpec;
+  readonly backend?: BackendSpec;
+  readonly guests: readonly GuestSpec[];
+}
+
+/** Smallest guest memory pvio accepts (rings, queues and a few buffers). */
+export const MIN_GUEST_MIB = 4;
+/** Largest guest memory (a SharedArrayBuffer of this size is committed lazily). */
+export const MAX_GUEST_MIB = 4096;
+
+function fail(field: string, why: string): never {
+  throw pvError('PV_ERR_CONFIG', `${field}: ${why}`);
+}
+
+/** Checks a scenario; throws PV_ERR_CONFIG with a message that names the field. */
+export function validateScenario(spec: ScenarioSpec): void {
+  const nics = spec.host?.nics ?? 2;
+  if (!Number.isInteger(nics) || nics < 0 || nics > 16) fail('host.nics', `must be an integer in [0, 16], got ${nics}`);
+  const engine = spec.host?.deviceEngine ?? 'inline';
+  if (engine !== 'inline' && engine !== 'dedicated') {
+    fail('host.deviceEngine', `must be 'inline' or 'dedicated', got '${engine}'`);
+  }
+  const wire = spec.host?.wire ?? 'ideal';
+  if (wire !== 'ideal' && wire !== 'ib-edr') fail('host.wire', `must be 'ideal' or 'ib-edr', got '${wire}'`);
+  if (!Array.isArray(spec.guests) || spec.guests.length === 0) fail('guests', 'a scenario needs at least one guest');
+  const names = new Set<string>();
+  const owners = new Map<string, string>();
+  spec.guests.forEach((g, i) => {
+    const at = `guests[${i}]`;
+    if (typeof g.name !== 'string' || !/^[A-Za-z0-9_-]{1,32}$/.test(g.name)) {
+      fail(`${at}.name`, `must be 1-32 letters, digits, '-' or '_', got ${JSON.stringify(g.name)}`);
+    }
+    if (names.has(g.name)) fail(`${at}.name`, `'${g.name}' is used by two guests`);
+    names.add(g.name);
+    if (!(g.program instanceof URL) && typeof g.program !== 'string') fail(`${at}.program`, 'must be a URL or a path');
+    const mib = g.memoryMiB ?? 64;
+    if (!Number.isInteger(mib) || mib < MIN_GUEST_MIB || mib > MAX_GUEST_MIB) {
+      fail(`${at}.memoryMiB`, `must be an integer in [${MIN_GUEST_MIB}, ${MAX_GUEST_MIB}] MiB, got ${mib}`);
+    }
+    const devices: readonly GuestDeviceSpec[] = g.devices ?? [];
+    devices.forEach((d, j) => {
+      const dat = `${at}.devices[${j}]`;
+      if (!TRANSPORTS.includes(d.transport)) {
+        fail(`${dat}.transport`, `unknown transport '${d.transport}' (one of ${TRANSPORTS.join(', ')})`);
+      }
+      if (d.transport === 'tcp') return;
+      const m = /^nic(\d+)$/.exec(d.device);
+      if (!m || Number(m[1]) >= nics) {
+        fail(`${dat}.device`, `unknown device '${d.device}': this host has ${nics} NIC(s), nic0 … nic${nics - 1}`);
+      }
+      if (d.transport === 'passthrough' || d.transport === 'native') {
+        const prev = owners.get(d.device);
+        if (prev !== undefined) {
+          fail(
+            `${dat}.transport`,
+            `${d.device} cannot be given to '${g.name}' by ${d.transport}: it is already ${prev}`,
+          );
+        }
+        owners.set(d.device, `owned by '${g.name}' (${d.transport})`);
+      }
+    });
+  });
+  // A NIC a guest owns cannot also be served by the backend to paravirt guests.
+  spec.guests.forEach((g, i) => {
+    const devices: readonly GuestDeviceSpec[] = g.devices ?? [];
+    devices.forEach((d, j) => {
+      if ((d.transport === 'paravirt' || d.transport === 'paravirt-copy') && owners.has(d.device)) {
+        fail(
+          `guests[${i}].devices[${j}].transport`,
+          `${d.device} cannot be used by '${g.name}' through ${d.transport}: it is ${owners.get(d.device)}, not the driver domain's`,
+        );
+      }
+    });
+  });
+}
