@@ -4,9 +4,11 @@
 
 import type { Worker } from 'node:worker_threads';
 import { fromWireError, pvError } from '../../protocol/errors.js';
+import type { DeviceAttachment } from '../../protocol/Pci.js';
 import type { DomId } from '../../protocol/Types.js';
 import type { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
 import type { DomainToHost, HostToDomain } from './DomainWorker.js';
+import type { PciAssignment } from './HostDevices.js';
 
 /** How to start a domain. */
 export interface DomainSpec {
@@ -20,6 +22,14 @@ export interface DomainSpec {
   readonly memoryBytes?: number;
   /** A fixed domain id; by default the lowest free one. */
   readonly domid?: number;
+  /**
+   * Devices this domain OWNS (VFIO-style assignment): dom0 for backends, a guest for
+   * passthrough (`translate`), a native program (`bypass`). Each arrives in `env.devices` with
+   * its `PciFunction`. A device has at most one live owner.
+   */
+  readonly pci?: readonly PciAssignment[];
+  /** Paravirt / tcp attachments, handed to the program untouched (no `pci` field). */
+  readonly attachments?: readonly DeviceAttachment[];
 }
 
 /** What a finished domain returns. */
@@ -79,15 +89,18 @@ export class Domain {
         this._settle.reject(err);
       }
     });
+    // An uncaught error can reach us BEFORE a result message the program posted just earlier
+    // (the two travel on different ports), so it only settles the result at exit, after every
+    // message the thread posted has been delivered.
+    let uncaught: Error | undefined;
     worker.on('error', (err) => {
-      this._finish('failed');
-      this._settle.reject(err);
+      uncaught ??= err;
     });
     this._exited = new Promise<void>((resolve) => {
       worker.once('exit', () => {
         if (this._state === 'running') {
           this._state = 'failed';
-          this._settle.reject(pvError('PV_ERR_DOMAIN_CRASHED', `domain ${name} exited without a result`));
+          this._settle.reject(uncaught ?? pvError('PV_ERR_DOMAIN_CRASHED', `domain ${name} exited without a result`));
         }
         onExit();
         resolve();

@@ -1,8 +1,9 @@
 /**
  * Entry point of every domain thread. The host starts one Worker per domain with this module;
  * it attaches the hypervisor's shared state (own memory, the host-wide grant and event-channel
- * spaces, the store port), builds the `Hypercalls` the program sees, imports the program module
- * and runs its `main(env)`. The program never sees this file: it only gets a `DomainEnv`.
+ * spaces, the store port), builds the `Hypercalls` the program sees, attaches the devices the
+ * host handed it (DomainDevices.ts), imports the program module and runs its `main(env)`. The
+ * program never sees this file: it only gets a `DomainEnv`.
  */
 
 import type { MessagePort } from 'node:worker_threads';
@@ -19,6 +20,8 @@ import { MemoryDirectory } from '../memory/MemoryDirectory.js';
 import { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
 import { StoreClient } from '../store/StoreClient.js';
 import { threadCpuTime } from './CpuClock.js';
+import { attachDevices } from './DomainDevices.js';
+import type { DomainDeviceData } from './HostDevices.js';
 
 /** What the host passes in `workerData`. */
 export interface DomainWorkerData {
@@ -34,6 +37,8 @@ export interface DomainWorkerData {
   readonly storePort: MessagePort;
   /** Memories of the domains that already exist (for grant maps and copies). */
   readonly peers: ReadonlyArray<{ readonly domid: number; readonly buffer: SharedArrayBuffer }>;
+  /** Devices: the NICs to attach, the ones this domain owns, and pass-through attachments. */
+  readonly devices: DomainDeviceData;
 }
 
 /** Messages from the host to a domain thread. */
@@ -68,10 +73,13 @@ async function run(): Promise<void> {
     }
   });
 
+  const devices = attachDevices(data.devices, directory);
   const hypercalls: Hypercalls = {
     domid,
     memory,
-    grant: new SimGrantOps(domid, new GrantTableSpace(data.grantBuffer, data.grantConfig), directory),
+    grant: new SimGrantOps(domid, new GrantTableSpace(data.grantBuffer, data.grantConfig), directory, {
+      devices: devices.iommus,
+    }),
     evtchn,
     store: new StoreClient(data.storePort),
   };
@@ -79,13 +87,19 @@ async function run(): Promise<void> {
     domid,
     name: data.name,
     hypercalls,
-    devices: [],
+    devices: devices.attachments,
     args: data.args,
     log(line: string): void {
       port.postMessage({ type: 'log', line } satisfies DomainToHost);
     },
   };
 
+  // Once the program has returned, the store port is closed below and requests it left behind
+  // (an unwatch it did not await) reject: expected, and not a failure of the finished domain.
+  let finished = false;
+  process.on('unhandledRejection', (reason) => {
+    if (!finished) throw reason;
+  });
   const start = threadCpuTime();
   try {
     const mod = (await import(data.program)) as { default?: DomainMain; main?: DomainMain };
@@ -108,6 +122,7 @@ async function run(): Promise<void> {
       error: { ...wire, stack: err instanceof Error ? err.stack : undefined },
     } satisfies DomainToHost);
   } finally {
+    finished = true;
     // The store port keeps the thread alive; close it so the worker can exit.
     data.storePort.close();
     port.close();

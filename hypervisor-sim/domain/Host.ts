@@ -8,6 +8,12 @@
  * its event channels are closed (peers see their ports go unbound and are woken), its grants are
  * ended (pages still mapped by a peer stay pinned until the peer unmaps), the pins it held as a
  * grantee are dropped, and its store subtree and watches are removed.
+ *
+ * Devices (HostDevices.ts): the host creates every NIC's state, one IOMMU context per NIC and
+ * the fabric lock; a domain that lists a device in `pci` owns it until it dies, when the device
+ * is released and its IOMMU cleared. With `deviceEngine: 'dedicated'` one device thread
+ * (DeviceEngineThread.ts) runs every NIC's engine; otherwise engines run inline in the thread
+ * that rings the doorbell.
  */
 
 import { MessageChannel, Worker } from 'node:worker_threads';
@@ -16,6 +22,8 @@ import type { StoreOps } from '../../protocol/Hypercalls.js';
 import { DOM0, DOMID_MAX, type DomId, domId } from '../../protocol/Types.js';
 import { shutdownPath } from '../../protocol/xenbus/control.js';
 import { createDevicePaths, type DeviceSpec, removeDevicePaths } from '../../protocol/xenbus/XenbusPaths.js';
+import { DeviceEngineThread } from '../devices/DeviceEngineThread.js';
+import type { WireProfile } from '../devices/rnic/RnicFabric.js';
 import { EvtchnSpace } from '../evtchn/EvtchnSpace.js';
 import { GrantTableSpace } from '../grant/GrantTableSpace.js';
 import { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
@@ -24,6 +32,7 @@ import { StoreServer } from '../store/StoreServer.js';
 import { XenStore } from '../store/XenStore.js';
 import { Domain, type DomainResult, type DomainSpec } from './Domain.js';
 import type { DomainWorkerData, HostToDomain } from './DomainWorker.js';
+import { type DeviceEngineMode, HostDevices, type NicSpec } from './HostDevices.js';
 
 /** Host-wide limits. */
 export interface HostOptions {
@@ -37,6 +46,14 @@ export interface HostOptions {
   readonly portsPerDomain?: number;
   /** Print every domain's log lines to stdout as they arrive. */
   readonly echoConsole?: boolean;
+  /** The host's RDMA NICs (`portId` defaults to index + 1). */
+  readonly nics?: ReadonlyArray<NicSpec>;
+  /** Where device engines run: in the doorbell writer's thread (default) or one device thread. */
+  readonly deviceEngine?: DeviceEngineMode;
+  /** Wire model between the NICs (default ideal). */
+  readonly wire?: WireProfile;
+  /** Polls the dedicated engine makes before it sleeps when idle (default 1000). */
+  readonly engineSpinBudget?: number;
 }
 
 /** Default guest memory when a spec gives none: 16 MiB. */
@@ -49,7 +66,12 @@ export class Host {
   readonly evtchn: EvtchnSpace;
   /** The toolstack's (privileged, dom0) view of the store. */
   readonly toolstack: StoreOps;
+  /** NICs, their IOMMU contexts and who owns them. */
+  readonly devices: HostDevices;
+  /** The dedicated device thread, when `deviceEngine` is 'dedicated' and there are NICs. */
+  readonly engineThread: DeviceEngineThread | undefined;
   private readonly _storeServer: StoreServer;
+  private _engineStop: Promise<'none' | 'stopped' | 'terminated'> | undefined;
   private readonly _domains = new Map<number, Domain>();
   private readonly _maxDomains: number;
   private readonly _echo: boolean;
@@ -63,8 +85,20 @@ export class Host {
       entriesPerDomain: opts.grantEntriesPerDomain ?? 16384,
     });
     this.evtchn = EvtchnSpace.create({ maxDomains: this._maxDomains, portsPerDomain: opts.portsPerDomain ?? 256 });
-    this._storeServer = new StoreServer(this.store);
+    // A domain sleeping in Atomics.wait only sees store messages once it returns to its event
+    // loop: kick its wake word after every post so it returns promptly.
+    this._storeServer = new StoreServer(this.store, { onPost: (domid) => this.evtchn.wake(domid) });
     this.toolstack = new LocalStoreClient(this.store, DOM0);
+    this.devices = new HostDevices(opts);
+    this.engineThread =
+      this.devices.engine === 'dedicated' && this.devices.names().length > 0
+        ? new DeviceEngineThread({
+            nics: this.devices.allNics(),
+            fabricLock: this.devices.fabricLock,
+            wire: this.devices.wire,
+            spinBudget: opts.engineSpinBudget ?? 1000,
+          })
+        : undefined;
   }
 
   /** Live domains by id. */
@@ -85,6 +119,13 @@ export class Host {
     if (this._domains.has(id)) throw pvError('PV_ERR_CONFIG', `domain id ${id} is already in use`);
     if (id >= this._maxDomains) {
       throw pvError('PV_ERR_CONFIG', `domain id ${id} exceeds this host's maxDomains (${this._maxDomains})`);
+    }
+    const pci = spec.pci ?? [];
+    const attachments = spec.attachments ?? [];
+    this.devices.validate(spec.name, pci, attachments);
+    const engineError = this.engineThread?.error;
+    if (engineError !== undefined && pci.length > 0) {
+      throw pvError('PV_ERR_CONFIG', `the device thread of ${this.name} failed: ${engineError.message}`);
     }
     const bytes = spec.memoryBytes ?? DEFAULT_DOMAIN_MEMORY;
     const memory = SharedArrayGuestMemory.create(id, bytes);
@@ -107,16 +148,28 @@ export class Host {
       evtchnConfig: this.evtchn.config,
       storePort: channel.port2,
       peers: this.domains().map((d) => ({ domid: d.domid, buffer: d.memory.buffer })),
+      devices: this.devices.workerData(pci, attachments),
     };
-    const worker = new Worker(new URL('./DomainWorker.js', import.meta.url), {
-      workerData: data,
-      transferList: [channel.port2],
-      stdout: false,
-      stderr: false,
-    });
+    // The owner's identity map is programmed before its thread can touch the device.
+    this.devices.assign(id, memory.size, pci);
+    let worker: Worker;
+    try {
+      worker = new Worker(new URL('./DomainWorker.js', import.meta.url), {
+        workerData: data,
+        transferList: [channel.port2],
+        stdout: false,
+        stderr: false,
+      });
+    } catch (err) {
+      this.devices.release(id);
+      this._storeServer.detach(id);
+      this.store.removeDomain(id);
+      throw err;
+    }
     const domain = new Domain(id, spec.name, memory, worker, this._echo, () => this._teardown(id));
     this._domains.set(id, domain);
     this._broadcast({ type: 'domain-added', domid: id, buffer: memory.buffer }, id);
+    this.engineThread?.domainAdded(id, memory.buffer);
     return domain;
   }
 
@@ -152,10 +205,16 @@ export class Host {
     return d.result;
   }
 
-  /** Destroys every domain, guests first and dom0 last. */
-  async shutdown(): Promise<void> {
+  /**
+   * Destroys every domain, guests first and dom0 last, then stops the device thread; says how
+   * that thread ended ('none' without one).
+   */
+  async shutdown(): Promise<'none' | 'stopped' | 'terminated'> {
     const order = this.domains().sort((a, b) => b.domid - a.domid);
     for (const d of order) await d.kill('destroyed');
+    // Stopping twice (a second shutdown) waits for the first stop.
+    this._engineStop ??= this.engineThread?.stop() ?? Promise.resolve('none');
+    return this._engineStop;
   }
 
   private _freeDomId(): DomId {
@@ -174,11 +233,14 @@ export class Host {
   /** Called once when a domain's worker has exited for any reason. */
   private _teardown(id: DomId): void {
     this._domains.delete(id);
+    // Its thread is gone: release the devices it owned and revoke extents on its memory first.
+    this.devices.release(id);
     this.evtchn.closeDomain(id);
     this.grants.releaseDomain(id);
     this._storeServer.detach(id);
     this.store.removeDomain(id);
     this._broadcast({ type: 'domain-removed', domid: id }, id);
+    this.engineThread?.domainRemoved(id);
     void this._removeBackendDirsOf(id);
   }
 

@@ -17,8 +17,17 @@
  */
 
 import { pvError } from '../../protocol/errors.js';
-import type { GrantCopyOp, GrantMapping, GrantOps } from '../../protocol/Hypercalls.js';
-import { type DomId, domId, type Gfn, type GrantRef, type MapHandle, PAGE_SIZE } from '../../protocol/Types.js';
+import type { GrantCopyOp, GrantMapping, GrantOps, MapGrantOptions } from '../../protocol/Hypercalls.js';
+import {
+  type DomId,
+  domId,
+  type Gfn,
+  type GrantRef,
+  type Iova,
+  type MapHandle,
+  PAGE_SIZE,
+} from '../../protocol/Types.js';
+import type { IommuContext } from '../iommu/IommuContext.js';
 import type { MemoryDirectory } from '../memory/MemoryDirectory.js';
 import type { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
 import { pinGrant, unpinGrant } from './ActiveEntry.js';
@@ -41,6 +50,11 @@ import {
 export interface SimGrantOpsOptions {
   /** Most grant refs this domain may hold mapped at once (Xen's finite maptrack). Default 65536. */
   readonly maxMappedRefs?: number;
+  /**
+   * IOMMU contexts of the devices this domain owns, by device name: `mapGrants(…, { device })`
+   * maps the granted frames for that device's DMA (Xen `GNTMAP_device_map`).
+   */
+  readonly devices?: ReadonlyMap<string, IommuContext>;
 }
 
 /** One maptrack entry. */
@@ -48,6 +62,9 @@ interface MapRecord {
   readonly granter: DomId;
   readonly bases: readonly number[];
   readonly writable: boolean;
+  /** Device the frames are also mapped for, and where (unmapped before the pins drop). */
+  readonly device?: IommuContext;
+  readonly deviceAddr?: Iova;
 }
 
 /** Grant-table operations of one domain (see the file comment). */
@@ -57,6 +74,7 @@ export class SimGrantOps implements GrantOps {
   private readonly _space: GrantTableSpace;
   private readonly _memories: MemoryDirectory;
   private readonly _maxMappedRefs: number;
+  private readonly _devices: ReadonlyMap<string, IommuContext>;
   /** Word index of entry 0 of our own table. */
   private readonly _ownTable: number;
   /** Next ref grantAccess tries: round-robin, so an ended ref is not reused at once. */
@@ -77,6 +95,7 @@ export class SimGrantOps implements GrantOps {
     this._space = space;
     this._memories = memories;
     this._maxMappedRefs = opts.maxMappedRefs ?? 65536;
+    this._devices = opts.devices ?? new Map();
     this._ownTable = space.entryBase(domid, 0);
   }
 
@@ -146,8 +165,10 @@ export class SimGrantOps implements GrantOps {
    * Maps grants `refs` of `granter`, all-or-nothing (XSA-224): if any ref fails its checks, the
    * pins already taken are dropped before the error is thrown. The granted frames must be
    * contiguous in the granter; the result is one zero-copy view on its SharedArrayBuffer.
+   * With `opts.device` (a device this domain owns, else `PV_ERR_INVALID_ARG`), the frames are
+   * also mapped in that device's IOMMU — read-only unless `writable` — at `deviceAddr`.
    */
-  mapGrants(granter: DomId, refs: readonly GrantRef[], writable: boolean): GrantMapping {
+  mapGrants(granter: DomId, refs: readonly GrantRef[], writable: boolean, opts?: MapGrantOptions): GrantMapping {
     const count = Array.isArray(refs) ? refs.length : 0;
     if (count === 0 || count > this._space.config.entriesPerDomain) {
       throw pvError('PV_ERR_INVALID_ARG', `map needs 1 … ${this._space.config.entriesPerDomain} refs, got ${count}`);
@@ -155,10 +176,12 @@ export class SimGrantOps implements GrantOps {
     if (this._mappedRefs + count > this._maxMappedRefs) {
       throw pvError('PV_ERR_GRANT_NO_SPACE', `domain ${this.domid}: maptrack limit ${this._maxMappedRefs} reached`);
     }
+    const device = opts?.device === undefined ? undefined : this._ownedDevice(opts.device);
     const memory = this._granterMemory(granter);
     const write = writable === true;
     const bases: number[] = [];
     let first = 0;
+    let deviceAddr: Iova | undefined;
     try {
       for (let i = 0; i < count; i++) {
         const ref = refs[i];
@@ -174,22 +197,32 @@ export class SimGrantOps implements GrantOps {
           );
         }
       }
+      // INVARIANT: the frames were pinned, checked inside the granter's memory and found
+      // contiguous; only now may the device reach them.
+      if (device !== undefined) deviceAddr = device.mapForeign(granter, first as Gfn, count, write);
     } catch (err) {
       for (const base of bases) unpinGrant(this._space, base, this.domid, write);
       throw err;
     }
     const handle = this._allocHandle();
-    this._maptrack.set(handle, { granter, bases, writable: write });
+    this._maptrack.set(handle, { granter, bases, writable: write, device, deviceAddr });
     this._mappedRefs += count;
     // INVARIANT: every frame was checked inside the granter's memory and they are contiguous.
     const view = memory.bytes.subarray(first * PAGE_SIZE, (first + count) * PAGE_SIZE);
-    return { handle: handle as MapHandle, view, writable: write };
+    const mapping = { handle: handle as MapHandle, view, writable: write };
+    return deviceAddr === undefined ? mapping : { ...mapping, deviceAddr };
   }
 
-  /** Unmaps a mapping and drops its pins; `PV_ERR_GRANT_BAD_HANDLE` for an unknown handle. */
+  /**
+   * Unmaps a mapping and drops its pins; `PV_ERR_GRANT_BAD_HANDLE` for an unknown handle. A
+   * device mapping leaves the IOMMU first, so the device can never reach a page the granter
+   * got back once the pins are gone.
+   */
   unmapGrant(handle: MapHandle): void {
     const record = this._maptrack.get(handle);
     if (record === undefined) throw pvError('PV_ERR_GRANT_BAD_HANDLE', `domain ${this.domid}: no mapping ${handle}`);
+    // The IOMMU extent goes first (generation bumped), then the pins.
+    if (record.device !== undefined && record.deviceAddr !== undefined) record.device.unmapForeign(record.deviceAddr);
     this._maptrack.delete(handle);
     this._mappedRefs -= record.bases.length;
     for (const base of record.bases) unpinGrant(this._space, base, this.domid, record.writable);
@@ -246,6 +279,15 @@ export class SimGrantOps implements GrantOps {
 
   private _unpinSide(side: ResolvedSide, write: boolean): void {
     if (side.base >= 0) unpinGrant(this._space, side.base, this.domid, write);
+  }
+
+  /** The IOMMU of a device this domain owns; `PV_ERR_INVALID_ARG` for any other name. */
+  private _ownedDevice(name: string): IommuContext {
+    const device = typeof name === 'string' ? this._devices.get(name) : undefined;
+    if (device === undefined || device.owner() !== this.domid) {
+      throw pvError('PV_ERR_INVALID_ARG', `domain ${this.domid} owns no device named ${String(name)}`);
+    }
+    return device;
   }
 
   /** The granter's memory; `PV_ERR_GRANT_BAD_DOMAIN` if this thread does not know it. */

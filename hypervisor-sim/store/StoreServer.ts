@@ -19,6 +19,12 @@ import type { XenStore } from './XenStore.js';
 export interface StoreServerOptions {
   /** Per-watch bounds on undelivered events (XSA-349). */
   readonly delivery?: Partial<WatchDeliveryLimits>;
+  /**
+   * Called after the server posted anything (a response or a watch event) to `domid`'s port.
+   * The host uses it to kick the domain's wake word: a domain thread sleeping in
+   * `Atomics.wait` does not see a message until it returns to its event loop.
+   */
+  readonly onPost?: (domid: DomId) => void;
 }
 
 interface Attachment {
@@ -47,9 +53,10 @@ export class StoreServer {
     if (this._attached.has(domid)) throw pvError('PV_ERR_INVALID_ARG', `domain ${domid} is already attached`);
     const sink = (watchId: number, path: string): void => {
       port.postMessage({ watchId, path } satisfies StoreWatchEvent);
+      this._opts.onPost?.(domid);
     };
     const session = new StoreSession(this.store, domid, sink, this._opts.delivery);
-    const onMessage = (msg: unknown): void => this._onMessage(session, port, msg);
+    const onMessage = (msg: unknown): void => this._onMessage(domid, session, port, msg);
     // The domain closed its end (or its worker exited): release what it held.
     const onClose = (): void => {
       if (this._attached.get(domid)?.port === port) this.detach(domid);
@@ -80,7 +87,7 @@ export class StoreServer {
     for (const domid of [...this._attached.keys()]) this.detach(domid);
   }
 
-  private _onMessage(session: StoreSession, port: MessagePort, msg: unknown): void {
+  private _onMessage(domid: DomId, session: StoreSession, port: MessagePort, msg: unknown): void {
     if (isStoreWatchAck(msg)) {
       session.ack(msg.ack);
       return;
@@ -96,5 +103,6 @@ export class StoreServer {
       response = { id: msg.id, ok: false, error: toWireError(err) };
     }
     port.postMessage(response);
+    this._opts.onPost?.(domid);
   }
 }

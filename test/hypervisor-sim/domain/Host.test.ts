@@ -60,6 +60,22 @@ describe('domains: a crashed domain is cleaned up by the host', function () {
     }
   });
 
+  it('a request left outstanding when the program returns does not fail the finished domain', async () => {
+    const host = new Host({ name: 'late-reject' });
+    try {
+      const program = new URL('./programs/LeavesRequest.js', import.meta.url);
+      const domains = Array.from({ length: 8 }, (_, i) => host.createDomain({ name: `d${i}`, program }));
+      const results = await Promise.all(domains.map((d) => d.result));
+      assert.deepEqual(
+        results.map((r) => r.value),
+        domains.map(() => 'done'),
+      );
+      assert.ok(domains.every((d) => d.state === 'finished'));
+    } finally {
+      await host.shutdown();
+    }
+  });
+
   it('refuses a domain id beyond the host limit with a message naming the limit', () => {
     const host = new Host({ name: 'limits', maxDomains: 4 });
     assert.throws(() => host.createDomain({ name: 'x', program: HOLDER, domid: 9 }), {

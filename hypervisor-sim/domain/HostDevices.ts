@@ -1,0 +1,206 @@
+/**
+ * The host's PCIe devices: every NIC's state (registers and device memory, shared by every
+ * thread that runs it), one IOMMU context per NIC, the fabric lock, and who owns what.
+ *
+ * Ownership follows VFIO: a device is assigned to at most one live domain (dom0 for the
+ * paravirtual backends, a guest for passthrough, a native program with the IOMMU in bypass).
+ * The host programs the owner's identity map in the device's IOMMU at assignment; when the owner
+ * dies the context is cleared (every extent dropped, generation bumped) and the device is free
+ * for another domain. When any other domain dies, the extents that target its memory are
+ * revoked, so a device can never reach a dead domain's pages, nor a new domain that reuses the id.
+ */
+
+import { pvError } from '../../protocol/errors.js';
+import type { DeviceAttachment } from '../../protocol/Pci.js';
+import type { DomId } from '../../protocol/Types.js';
+import { type RnicConfig, RnicDevice, type RnicState } from '../devices/rnic/RnicDevice.js';
+import { RnicFabric, WIRE_IDEAL, type WireProfile } from '../devices/rnic/RnicFabric.js';
+import { IommuContext, type IommuDescriptor, type IommuMode } from '../iommu/IommuContext.js';
+import { MemoryDirectory } from '../memory/MemoryDirectory.js';
+
+/** One NIC of a host, as `HostOptions.nics` lists it; `portId` defaults to its index + 1. */
+export type NicSpec = { readonly name: string; readonly portId?: number } & Partial<RnicConfig>;
+
+/** A device a domain owns, as `DomainSpec.pci` lists it. */
+export interface PciAssignment {
+  /** Device name in the host (`nic0`). */
+  readonly device: string;
+  /** `translate` (passthrough, VFIO) or `bypass` (native, IOMMU off). */
+  readonly iommu: IommuMode;
+}
+
+/** Where device engines run (DESIGN §4). */
+export type DeviceEngineMode = 'inline' | 'dedicated';
+
+/** One NIC as handed to a thread that attaches it (structured-cloneable). */
+export interface NicData {
+  /** Registers and device memory (RnicDevice.create). */
+  readonly state: RnicState;
+  /** The NIC's IOMMU context; `iommu.device` is the NIC's name. */
+  readonly iommu: IommuDescriptor;
+  /** PCI address, e.g. `0000:03:00.0`. */
+  readonly bdf: string;
+}
+
+/** Device part of a domain worker's `workerData`. */
+export interface DomainDeviceData {
+  /** Which MMIO the owned functions get: `mmio('inline')` or `mmio('dedicated')`. */
+  readonly engine: DeviceEngineMode;
+  /** The host's fabric lock buffer (RnicFabric.createLock). */
+  readonly fabricLock: SharedArrayBuffer;
+  /** Wire model the thread's fabric applies. */
+  readonly wire: WireProfile;
+  /** NICs this thread attaches: all of the host's when it may run an inline engine, else the owned. */
+  readonly nics: readonly NicData[];
+  /** Devices the domain owns, in the order its spec listed them. */
+  readonly owned: readonly PciAssignment[];
+  /** The scenario's paravirt/tcp attachments, passed through untouched. */
+  readonly attachments: readonly DeviceAttachment[];
+}
+
+/** Options the host passes on. */
+export interface HostDeviceOptions {
+  /** The NICs to create. */
+  readonly nics?: readonly NicSpec[];
+  /** Default 'inline'. */
+  readonly deviceEngine?: DeviceEngineMode;
+  /** Default WIRE_IDEAL. */
+  readonly wire?: WireProfile;
+}
+
+interface Nic {
+  readonly data: NicData;
+  /** The host thread's view of the IOMMU (it resolves nothing: its directory stays empty). */
+  readonly iommu: IommuContext;
+  owner: DomId | undefined;
+}
+
+/** Devices of one host and their ownership (see the file comment). */
+export class HostDevices {
+  /** Where the NICs' engines run. */
+  readonly engine: DeviceEngineMode;
+  /** Wire model between the NICs. */
+  readonly wire: WireProfile;
+  /** The one lock every NIC of the host takes, in every thread. */
+  readonly fabricLock: SharedArrayBuffer;
+  private readonly _nics = new Map<string, Nic>();
+
+  constructor(opts: HostDeviceOptions) {
+    this.engine = opts.deviceEngine ?? 'inline';
+    if (this.engine !== 'inline' && this.engine !== 'dedicated') {
+      throw pvError('PV_ERR_CONFIG', `deviceEngine must be 'inline' or 'dedicated', got ${String(this.engine)}`);
+    }
+    this.wire = opts.wire ?? WIRE_IDEAL;
+    this.fabricLock = RnicFabric.createLock();
+    const ports = new Set<number>();
+    (opts.nics ?? []).forEach((spec, i) => {
+      const portId = spec.portId ?? i + 1;
+      if (this._nics.has(spec.name)) throw pvError('PV_ERR_CONFIG', `two NICs are named ${spec.name}`);
+      if (ports.has(portId)) throw pvError('PV_ERR_CONFIG', `NIC ${spec.name}: port id ${portId} is taken`);
+      ports.add(portId);
+      const state = RnicDevice.create({ ...spec, portId });
+      const iommu = IommuContext.create({ device: spec.name });
+      const bdf = `0000:${(3 + i).toString(16).padStart(2, '0')}:00.0`;
+      this._nics.set(spec.name, {
+        data: { state, iommu, bdf },
+        iommu: IommuContext.attach(iommu, new MemoryDirectory()),
+        owner: undefined,
+      });
+    });
+  }
+
+  /** Device names, in creation order. */
+  names(): string[] {
+    return [...this._nics.keys()];
+  }
+
+  /** Every NIC, for a thread that attaches them all (the dedicated engine). */
+  allNics(): NicData[] {
+    return [...this._nics.values()].map((n) => n.data);
+  }
+
+  /** The live domain that owns `device`, if any. */
+  owner(device: string): DomId | undefined {
+    return this._nic(device).owner;
+  }
+
+  /** The host's view of a device's IOMMU context (diagnostics and tests). */
+  iommu(device: string): IommuContext {
+    return this._nic(device).iommu;
+  }
+
+  /**
+   * Checks a domain's device list before anything is created: known devices, each listed once,
+   * none owned by a live domain, and attachments that carry no PCI function (those are made by
+   * the domain's thread from `pci`). Throws `PV_ERR_CONFIG` naming the device.
+   */
+  validate(name: string, pci: readonly PciAssignment[], attachments: readonly DeviceAttachment[]): void {
+    const seen = new Set<string>();
+    for (const a of pci) {
+      const nic = this._nic(a.device);
+      if (a.iommu !== 'translate' && a.iommu !== 'bypass') {
+        throw pvError('PV_ERR_CONFIG', `${a.device}: iommu must be 'translate' or 'bypass', got ${String(a.iommu)}`);
+      }
+      if (seen.has(a.device)) throw pvError('PV_ERR_CONFIG', `domain ${name} lists device ${a.device} twice`);
+      seen.add(a.device);
+      if (nic.owner !== undefined) {
+        throw pvError(
+          'PV_ERR_CONFIG',
+          `device ${a.device} is already owned by domain ${nic.owner}; domain ${name} cannot own it too`,
+        );
+      }
+    }
+    for (const a of attachments) {
+      if (a.pci !== undefined) {
+        throw pvError('PV_ERR_CONFIG', `attachment ${a.device} carries a PCI function: list owned devices in pci`);
+      }
+    }
+  }
+
+  /** Gives the devices to `domid` and programs their IOMMUs (call after `validate`). */
+  assign(domid: DomId, ownerBytes: number, pci: readonly PciAssignment[]): void {
+    for (const a of pci) {
+      const nic = this._nic(a.device);
+      nic.iommu.assign(domid, ownerBytes, a.iommu);
+      nic.owner = domid;
+    }
+  }
+
+  /** The device part of a domain worker's data. */
+  workerData(pci: readonly PciAssignment[], attachments: readonly DeviceAttachment[]): DomainDeviceData {
+    const all = [...this._nics.values()];
+    // Inline engines run in the doorbell writer's thread, and a WRITE from one NIC executes its
+    // target side on the peer NIC in that same thread: an owner attaches every NIC.
+    const runsEngine = this.engine === 'inline' && pci.length > 0;
+    const nics = runsEngine ? all : all.filter((n) => pci.some((a) => a.device === n.data.iommu.device));
+    return {
+      engine: this.engine,
+      fabricLock: this.fabricLock,
+      wire: this.wire,
+      nics: nics.map((n) => n.data),
+      owned: pci.map((a) => ({ device: a.device, iommu: a.iommu })),
+      attachments: [...attachments],
+    };
+  }
+
+  /**
+   * A domain's thread is gone: the devices it owned are released (IOMMU cleared), and every
+   * extent other devices held on its memory is revoked.
+   */
+  release(domid: DomId): void {
+    for (const nic of this._nics.values()) {
+      if (nic.owner === domid) {
+        nic.iommu.clear();
+        nic.owner = undefined;
+      } else {
+        nic.iommu.revokeDomain(domid);
+      }
+    }
+  }
+
+  private _nic(device: string): Nic {
+    const nic = this._nics.get(device);
+    if (nic === undefined) throw pvError('PV_ERR_CONFIG', `this host has no device named ${String(device)}`);
+    return nic;
+  }
+}
