@@ -13,6 +13,7 @@
 import { pvError } from '../../protocol/errors.js';
 import type { DeviceAttachment } from '../../protocol/Pci.js';
 import type { DomId } from '../../protocol/Types.js';
+import { functionReset } from '../devices/rnic/FunctionReset.js';
 import { type RnicConfig, RnicDevice, type RnicState } from '../devices/rnic/RnicDevice.js';
 import { RnicFabric, WIRE_IDEAL, type WireProfile } from '../devices/rnic/RnicFabric.js';
 import { IommuContext, type IommuDescriptor, type IommuMode } from '../iommu/IommuContext.js';
@@ -72,6 +73,8 @@ interface Nic {
   readonly data: NicData;
   /** The host thread's view of the IOMMU (it resolves nothing: its directory stays empty). */
   readonly iommu: IommuContext;
+  /** The host thread's handle on the device, used only for function-level reset. */
+  readonly device: RnicDevice;
   owner: DomId | undefined;
 }
 
@@ -92,6 +95,7 @@ export class HostDevices {
     }
     this.wire = opts.wire ?? WIRE_IDEAL;
     this.fabricLock = RnicFabric.createLock();
+    const fabric = new RnicFabric(this.fabricLock, this.wire);
     const ports = new Set<number>();
     (opts.nics ?? []).forEach((spec, i) => {
       const portId = spec.portId ?? i + 1;
@@ -101,9 +105,11 @@ export class HostDevices {
       const state = RnicDevice.create({ ...spec, portId });
       const iommu = IommuContext.create({ device: spec.name });
       const bdf = `0000:${(3 + i).toString(16).padStart(2, '0')}:00.0`;
+      const hostIommu = IommuContext.attach(iommu, new MemoryDirectory());
       this._nics.set(spec.name, {
         data: { state, iommu, bdf },
-        iommu: IommuContext.attach(iommu, new MemoryDirectory()),
+        iommu: hostIommu,
+        device: new RnicDevice(state, hostIommu, fabric),
         owner: undefined,
       });
     });
@@ -184,12 +190,15 @@ export class HostDevices {
   }
 
   /**
-   * A domain's thread is gone: the devices it owned are released (IOMMU cleared), and every
+   * A domain's thread is gone: the devices it owned are reset (PCIe function-level reset: no
+   * PD, MR, CQ or QP of the dead owner survives) and released (IOMMU cleared), and every
    * extent other devices held on its memory is revoked.
    */
   release(domid: DomId): void {
     for (const nic of this._nics.values()) {
       if (nic.owner === domid) {
+        // FLR first (the dead owner's objects go), then the IOMMU (its memory goes).
+        functionReset(nic.device.ctx);
         nic.iommu.clear();
         nic.owner = undefined;
       } else {

@@ -144,7 +144,9 @@ describe('grant tables across threads (one SharedArrayBuffer for all tables)', (
     assert.equal(violations, 0, 'an end access succeeded while the grant was mapped');
     assert.equal(done.unflagged, 0, 'a live mapping was missing GTF_reading|GTF_writing');
     assert.ok(ends >= ENOUGH && done.maps >= ENOUGH, `progress: ${ends} ends, ${done.maps} maps`);
-    assert.ok(refusedInUse > 0 || done.refused > 0, 'the two threads never contended');
+    // Whether the threads overlapped depends on the scheduler, so it is reported, not asserted;
+    // the deterministic "end access fails while mapped" case is the test above.
+    if (refusedInUse === 0 && done.refused === 0) console.warn('grant stress: the two threads never contended');
     const s = space.snapshot(GRANTER, ref);
     assert.deepEqual([s.readPins, s.writePins, s.lock], [0, 0, 0], 'no pin or lock leaked');
     granter.endAccess(ref);
