@@ -70,7 +70,7 @@ export default async function main(env: DomainEnv): Promise<PerftestResult> {
   const qp = ibv.createQp(pd, {
     sendCq: cq,
     recvCq: cq,
-    cap: { maxSendWr: Math.max(txDepth, 1), maxRecvWr: 16, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 },
+    cap: { maxSendWr: Math.max(txDepth, 16), maxRecvWr: 16, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 },
     sqSigAll: false,
   });
   const remote = await ibv.exchangeConnInfo(env, {
@@ -105,7 +105,7 @@ export default async function main(env: DomainEnv): Promise<PerftestResult> {
     let outstanding = 0;
     while (scnt < a.iters || rcnt < a.iters) {
       // The server answers only after it received; the client sends first.
-      if (scnt < a.iters && (role === 'client' ? rcnt === scnt : rcnt > scnt)) {
+      if (scnt < a.iters && outstanding < 16 && (role === 'client' ? rcnt === scnt : rcnt > scnt)) {
         mem[last] = (scnt + 1) & 0xff;
         if (role === 'client') posts[scnt] = performance.now();
         ibv.postSend(qp, wr);
@@ -175,7 +175,9 @@ export default async function main(env: DomainEnv): Promise<PerftestResult> {
           check(wcs[i]);
           completed = wcs[i].wrId + 1;
         }
-        if (n === 0) ibv.waitCq(cq, { timeoutMs: 1000 });
+        if (n === 0 && !ibv.waitCq(cq, { timeoutMs: 1000 })) {
+          env.log(`write_bw: no completion for 1 s (posted ${posted}, completed ${completed})`);
+        }
       }
       seconds = (performance.now() - t0) / 1000;
     }

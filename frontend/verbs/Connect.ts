@@ -2,14 +2,15 @@
  * Out-of-band connection setup, as perftest does it over a TCP socket before any verbs traffic
  * (reference §1): each side publishes its QP number, PSN, rkey, buffer address and port id (LID),
  * reads the peer's, and walks its QP RESET → INIT → RTR → RTS. pvio exchanges through the store:
- * `/local/domain/<me>/rdma-cm/<name>` holds our record, readable by the peer only.
+ * each side leaves its record in the other's inbox (see `exchangeConnInfo`), readable by that
+ * peer only.
  *
  * The peer is untrusted: its record is parsed once, must carry exactly the keys we publish as
  * non-negative safe integers, and is returned as a fresh object.
  */
 
 import { pvError } from '../../protocol/errors.js';
-import { type StorePerm, type Unwatch, withTransaction } from '../../protocol/Hypercalls.js';
+import { type StoreOps, type Unwatch, withTransaction } from '../../protocol/Hypercalls.js';
 import type { DomainEnv } from '../../protocol/Program.js';
 import { QpAttrMask, QpState } from '../../protocol/rdma/Verbs.js';
 import { domId } from '../../protocol/Types.js';
@@ -82,11 +83,19 @@ export function parsePeerInfo<T extends ConnInfo>(raw: string, template: T): T {
   return out as T;
 }
 
+/** The directory where `from` leaves records for `owner` (owned by `owner`, writable by `from`). */
+export function inboxDir(owner: number, from: number): string {
+  return `${connInfoDir(owner)}/from-${from}`;
+}
+
 /**
- * Publishes `info` under `/local/domain/<me>/rdma-cm/<name>` readable by `peerDomid`, and waits
- * (store watch, bounded by `timeoutMs`) for the peer's record under the same name; returns it.
- * Names are one-shot: a record left from an earlier run under the same name would be read at
- * once, so use a fresh name per connection.
+ * Trades records with `peerDomid` through the store, like perftest's socket exchange. Each side
+ * keeps an inbox for the other in its OWN subtree (`/local/domain/<me>/rdma-cm/from-<peer>`,
+ * writable by the peer) and leaves its record in the PEER's inbox, readable (and removable) by
+ * the peer only. The record we read therefore lives in our subtree: it survives the peer's exit —
+ * the last exchange before a program returns cannot be lost when the toolstack removes the
+ * finished domain's subtree. Waiting is by store watch, bounded by `timeoutMs`. Names are
+ * one-shot: use a fresh name per exchange.
  */
 export async function exchangeConnInfo<T extends ConnInfo>(env: DomainEnv, opts: ExchangeOptions<T>): Promise<T> {
   const store = env.hypercalls.store;
@@ -97,39 +106,63 @@ export async function exchangeConnInfo<T extends ConnInfo>(env: DomainEnv, opts:
   }
   checkInfo(opts.info, 'our');
   const timeoutMs = opts.timeoutMs ?? 30_000;
-  const dir = connInfoDir(me);
-  const mine = `${dir}/${opts.name}`;
-  const theirs = `${connInfoDir(peer)}/${opts.name}`;
-  const readable: StorePerm = { domid: peer, read: true, write: false };
+  const inbox = inboxDir(me, peer);
+  const outbox = inboxDir(peer, me);
   await withTransaction(store, async (tx) => {
-    // Children inherit the parent's permissions at creation: let the peer read the directory
-    // first, then give the record itself exactly owner + peer-read.
-    await store.mkdir(dir, tx);
-    const perms = await store.getPerms(dir, tx);
-    if (peer !== me && !perms.some((p) => p.domid === peer && p.read)) {
-      await store.setPerms(dir, [...perms.filter((p, i) => i === 0 || p.domid !== peer), readable], tx);
-    }
-    await store.write(mine, JSON.stringify(opts.info), tx);
-    if (peer !== me) await store.setPerms(mine, [{ domid: me, read: false, write: false }, readable], tx);
+    if ((await store.tryRead(inbox, tx)) !== undefined) return;
+    await store.mkdir(connInfoDir(me), tx);
+    await store.mkdir(inbox, tx);
+    await store.setPerms(
+      inbox,
+      [
+        { domid: me, read: false, write: false },
+        { domid: peer, read: true, write: true },
+      ],
+      tx,
+    );
   });
-  return waitForRecord(env, theirs, opts.info, timeoutMs);
+  const incoming = watchValue(store, `${inbox}/${opts.name}`, timeoutMs).then((raw) => {
+    const rec = parsePeerInfo(raw, opts.info);
+    // Read once: the record has done its job (and counts against the peer's store quota).
+    store.rm(`${inbox}/${opts.name}`).catch(() => {});
+    return rec;
+  });
+  const outgoing = watchValue(store, outbox, timeoutMs).then(() =>
+    withTransaction(store, async (tx) => {
+      const path = `${outbox}/${opts.name}`;
+      await store.write(path, JSON.stringify(opts.info), tx);
+      // A new node copies its parent's permissions with us as owner: name the peer explicitly.
+      await store.setPerms(
+        path,
+        [
+          { domid: me, read: false, write: false },
+          { domid: peer, read: true, write: true },
+        ],
+        tx,
+      );
+    }),
+  );
+  // Both must finish: the peer needs our record as much as we need theirs.
+  outgoing.catch(() => {});
+  const [rec] = await Promise.all([incoming, outgoing]);
+  return rec;
 }
 
-function waitForRecord<T extends ConnInfo>(env: DomainEnv, path: string, template: T, timeoutMs: number): Promise<T> {
-  const store = env.hypercalls.store;
-  return new Promise<T>((resolve, reject) => {
+/** Resolves with the value of `path` once it exists and we may read it (store watch, bounded). */
+function watchValue(store: StoreOps, path: string, timeoutMs: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
     let done = false;
     let unwatch: Unwatch | undefined;
-    const finish = (err: unknown, value?: T): void => {
+    const finish = (err: unknown, value?: string): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       if (unwatch) void unwatch().catch(() => {});
       if (err !== undefined) reject(err);
-      else resolve(value as T);
+      else resolve(value as string);
     };
     const timer = setTimeout(
-      () => finish(pvError('PV_ERR_TIMEOUT', `no connection record at ${path} within ${timeoutMs} ms`)),
+      () => finish(pvError('PV_ERR_TIMEOUT', `nothing at ${path} within ${timeoutMs} ms`)),
       timeoutMs,
     );
     const check = async (): Promise<void> => {
@@ -137,17 +170,12 @@ function waitForRecord<T extends ConnInfo>(env: DomainEnv, path: string, templat
       try {
         raw = await store.tryRead(path);
       } catch (err) {
-        // Written but not yet readable by us (permissions set a step later): wait for the next event.
+        // Created but not yet readable by us (permissions set a step later): wait for the next event.
         if ((err as { code?: unknown }).code === 'PV_ERR_STORE_PERM') return;
         finish(err);
         return;
       }
-      if (raw === undefined || done) return;
-      try {
-        finish(undefined, parsePeerInfo(raw, template));
-      } catch (err) {
-        finish(err);
-      }
+      if (raw !== undefined) finish(undefined, raw);
     };
     store
       .watch(path, () => void check())

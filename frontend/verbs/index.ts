@@ -16,7 +16,7 @@ export type {
 } from '../../protocol/rdma/Verbs.js';
 export { emptyWc, wcStatusName, wcStatusStr } from '../../protocol/rdma/Verbs.js';
 export type { ConnectOptions, ConnInfo, ExchangeOptions, RcRemote, RdmaConnInfo } from './Connect.js';
-export { connectRcQp, connInfoDir, exchangeConnInfo } from './Connect.js';
+export { connectRcQp, connInfoDir, exchangeConnInfo, inboxDir } from './Connect.js';
 export type { WaitCqOptions } from './CqPoll.js';
 export { DEFAULT_SPIN_BUDGET, pollCq, waitCq } from './CqPoll.js';
 export { Context, Cq, Mr, Pd, Qp } from './Objects.js';

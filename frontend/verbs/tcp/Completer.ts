@@ -3,8 +3,9 @@
  * completion, and the flush of everything outstanding with WR_FLUSH_ERR (IB: "all outstanding and
  * newly posted WRs complete with flush error", signaled or not).
  *
- * SQ_CONS and RQ_CONS are published after the CQEs of the WQEs they release, so a guest that
- * sees a slot free has already been able to see its completion.
+ * SQ_CONS and RQ_CONS are published BEFORE the CQE of the WQE they release, as a NIC retires a
+ * WQE before it writes the completion: a guest that polled a completion may post into the slots
+ * it frees at once (perftest keeps tx_depth WRs in flight this way) and never finds them full.
  */
 
 import { QpState, SendFlags, WcFlags, WcOpcode, WcStatus, WrOpcode } from '../../../protocol/rdma/Verbs.js';
@@ -22,13 +23,14 @@ export function wcOpcodeOf(op: number): WcOpcode {
 
 /** Publishes SQ_CONS = sqAcked. */
 export function publishSq(nic: SoftNic, qp: SoftQp): void {
-  // ORDERING: seq-cst store after the CQEs; pairs with the guest's load of SQ_CONS in postSend.
+  // ORDERING: seq-cst store before the CQE is published; pairs with the guest's load of SQ_CONS
+  // in postSend after it polled that CQE.
   Atomics.store(nic.ctrl, qpWord(qp.qpn, QpWord.SQ_CONS), qp.sqAcked | 0);
 }
 
 /** Publishes RQ_CONS = rqCons (only when no receive WQE is taken). */
 export function publishRq(nic: SoftNic, qp: SoftQp): void {
-  // ORDERING: seq-cst store after the CQE; pairs with the guest's load of RQ_CONS in postRecv.
+  // ORDERING: seq-cst store before the CQE is published; pairs with the guest's load of RQ_CONS.
   Atomics.store(nic.ctrl, qpWord(qp.qpn, QpWord.RQ_CONS), qp.rqCons | 0);
 }
 
@@ -63,8 +65,8 @@ export function completeSendHead(nic: SoftNic, qp: SoftQp, status: WcStatus): vo
   qp.readOff = 0;
   qp.rnrLeft = qp.rnrRetry;
   qp.retryLeft = qp.retryCnt;
-  if (signaled) emit(nic, qp, true);
   publishSq(nic, qp);
+  if (signaled) emit(nic, qp, true);
   if (status !== WcStatus.SUCCESS) toError(nic, qp);
 }
 
@@ -88,8 +90,8 @@ export function completeRecv(
   wc.srcQp = qp.destQpn;
   wc.wcFlags = imm === undefined ? 0 : WcFlags.WITH_IMM;
   qp.recvTaken = false;
-  emit(nic, qp, false);
   publishRq(nic, qp);
+  emit(nic, qp, false);
   if (status !== WcStatus.SUCCESS) toError(nic, qp);
 }
 

@@ -19,6 +19,8 @@ import { decodeHeader, emptyHeader, type FrameHeader, HEADER_SIZE, WireOp } from
 export interface FrameHandler {
   /** The guest memory, as a Buffer (payload is copied into it). */
   readonly memory: Buffer;
+  /** The same memory as Int32 words, to wake a guest sleeping on a word we wrote. */
+  readonly memoryWords: Int32Array;
   /** A valid header arrived: where should its payload go (null: drop it)? Throws ProtocolError. */
   onHeader(conn: Connection, h: FrameHeader): Sink | null;
   /** The frame's payload has been consumed (`accepted`: onHeader returned a sink). */
@@ -36,8 +38,12 @@ export interface FrameHandler {
 /** Thrown by handlers for a frame that breaks the protocol: the connection is closed. */
 export class ProtocolError extends Error {}
 
-/** Payload bytes of one frame go into a sink's ranges, starting at message offset `pos`. */
-export function scatter(src: Buffer, from: number, to: number, dst: Buffer, sink: Sink, pos: number): void {
+/**
+ * Payload bytes of one frame go into a sink's ranges, starting at message offset `pos`. Returns
+ * the guest-memory index of the last byte written, or -1 if none was.
+ */
+export function scatter(src: Buffer, from: number, to: number, dst: Buffer, sink: Sink, pos: number): number {
+  let last = -1;
   let i = 0;
   let base = 0;
   // Skip the ranges that end before `pos` (at most five).
@@ -48,10 +54,12 @@ export function scatter(src: Buffer, from: number, to: number, dst: Buffer, sink
     // INVARIANT: the sink's ranges were checked against a live MR when the message was accepted,
     // and the frame's offset + length ≤ msg_len ≤ sink.total, so this stays inside guest memory.
     src.copy(dst, sink.addr[i] + inRange, from, from + n);
+    if (n > 0) last = sink.addr[i] + inRange + n - 1;
     from += n;
     pos += n;
     base += sink.len[i++];
   }
+  return last;
 }
 
 /** See the file comment. */
@@ -171,7 +179,13 @@ export class Connection {
         continue;
       }
       const take = Math.min(this._remaining, n - off);
-      if (this._sink) scatter(chunk, off, off + take, this._h.memory, this._sink, this._pos);
+      if (this._sink) {
+        const last = scatter(chunk, off, off + take, this._h.memory, this._sink, this._pos);
+        // Like the NIC: wake a guest sleeping on the word that holds the last byte written
+        // (perftest's write_lat polls the last byte of its buffer). ORDERING: the bytes were
+        // copied before this notify; a sleeper re-checks them after waking.
+        if (last >= 0) Atomics.notify(this._h.memoryWords, last >> 2);
+      }
       this._pos += take;
       this._remaining -= take;
       off += take;

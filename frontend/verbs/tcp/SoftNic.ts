@@ -44,6 +44,8 @@ export interface SoftNicOptions {
 export class SoftNic implements FrameHandler {
   /** Guest memory as a Buffer (payload copies) and as the shared buffer (views). */
   readonly memory: Buffer;
+  /** Guest memory as Int32 words (see FrameHandler.memoryWords). */
+  readonly memoryWords: Int32Array;
   readonly memoryBuffer: SharedArrayBuffer;
   /** The control block (Layout.ts). */
   readonly ctrl: Int32Array;
@@ -74,6 +76,7 @@ export class SoftNic implements FrameHandler {
   constructor(memory: SharedArrayBuffer, ctrl: SharedArrayBuffer, opts: SoftNicOptions) {
     this.memoryBuffer = memory;
     this.memory = Buffer.from(memory);
+    this.memoryWords = new Int32Array(memory, 0, memory.byteLength >> 2);
     this.ctrl = new Int32Array(ctrl);
     this.res = new Resources(memory);
     this.log = opts.log;

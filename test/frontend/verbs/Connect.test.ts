@@ -5,7 +5,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { connectRcQp, connInfoDir, exchangeConnInfo, type RdmaConnInfo } from '../../../frontend/verbs/Connect.js';
+import { connectRcQp, exchangeConnInfo, inboxDir, type RdmaConnInfo } from '../../../frontend/verbs/Connect.js';
 import { Context } from '../../../frontend/verbs/Objects.js';
 import { allocPd, createCq, createQp } from '../../../frontend/verbs/Verbs.js';
 import { LocalStoreClient } from '../../../hypervisor-sim/store/LocalStoreClient.js';
@@ -52,7 +52,7 @@ describe('verbs: exchangeConnInfo through the store', () => {
     }
   });
 
-  it('the record is readable by the peer only, not by a third domain', async () => {
+  it('an inbox takes records from its peer only, and no third domain reads or writes it', async () => {
     const w = world();
     try {
       const a = w.env(1);
@@ -61,8 +61,37 @@ describe('verbs: exchangeConnInfo through the store', () => {
       const pb = exchangeConnInfo(b, { peerDomid: 1, name: 'x', info: B, timeoutMs: 10_000 });
       await exchangeConnInfo(a, { peerDomid: 2, name: 'x', info: A, timeoutMs: 10_000 });
       await pb;
-      await assert.rejects(c.hypercalls.store.read(`${connInfoDir(1)}/x`), { code: 'PV_ERR_STORE_PERM' });
-      assert.equal(await b.hypercalls.store.read(`${connInfoDir(1)}/x`), JSON.stringify(A));
+      await assert.rejects(c.hypercalls.store.directory(inboxDir(1, 2)), { code: 'PV_ERR_STORE_PERM' });
+      await assert.rejects(c.hypercalls.store.write(`${inboxDir(1, 2)}/y`, '{}'), { code: 'PV_ERR_STORE_PERM' });
+      await assert.rejects(c.hypercalls.store.write(`${inboxDir(2, 1)}/y`, '{}'), { code: 'PV_ERR_STORE_PERM' });
+      assert.deepEqual(await a.hypercalls.store.directory(inboxDir(1, 2)), [], 'a record is removed once read');
+    } finally {
+      w.close();
+    }
+  });
+
+  it("the peer's record survives the peer's exit (its subtree removed before we read)", async () => {
+    const w = world();
+    try {
+      const real = w.env(1);
+      const b = w.env(2);
+      // Hold back our reads of our own inbox until the peer is gone.
+      let release!: () => void;
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const store = real.hypercalls.store;
+      const gated = Object.create(store) as typeof store;
+      gated.tryRead = async (path: string, tx?: number) => {
+        if (path.startsWith(`${inboxDir(1, 2)}/`)) await gate;
+        return store.tryRead(path, tx);
+      };
+      const a = { ...real, hypercalls: { ...real.hypercalls, store: gated } };
+      const pa = exchangeConnInfo(a, { peerDomid: 2, name: 'last', info: A, timeoutMs: 10_000 });
+      assert.deepEqual(await exchangeConnInfo(b, { peerDomid: 1, name: 'last', info: B, timeoutMs: 10_000 }), A);
+      w.xs.removeDomain(domId(2)); // the peer's program returned and the toolstack cleaned up
+      release();
+      assert.deepEqual(await pa, B);
     } finally {
       w.close();
     }
@@ -74,15 +103,17 @@ describe('verbs: exchangeConnInfo through the store', () => {
       try {
         const a = w.env(1);
         const b = w.env(2);
-        const dir = connInfoDir(2);
-        await b.hypercalls.store.write(`${dir}/bad`, bad);
-        await b.hypercalls.store.setPerms(`${dir}/bad`, [
+        const pa = exchangeConnInfo(a, { peerDomid: 2, name: 'bad', info: A, timeoutMs: 10_000 });
+        // The peer writes garbage into our inbox once it exists.
+        while ((await b.hypercalls.store.tryRead(inboxDir(1, 2)).catch(() => undefined)) === undefined) {
+          await new Promise((r) => setTimeout(r, 1));
+        }
+        await b.hypercalls.store.write(`${inboxDir(1, 2)}/bad`, bad);
+        await b.hypercalls.store.setPerms(`${inboxDir(1, 2)}/bad`, [
           { domid: domId(2), read: false, write: false },
-          { domid: domId(1), read: true, write: false },
+          { domid: domId(1), read: true, write: true },
         ]);
-        await assert.rejects(exchangeConnInfo(a, { peerDomid: 2, name: 'bad', info: A, timeoutMs: 10_000 }), {
-          code: 'PV_ERR_BAD_REQUEST',
-        });
+        await assert.rejects(pa, { code: 'PV_ERR_BAD_REQUEST' });
       } finally {
         w.close();
       }
