@@ -13,6 +13,16 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
+  quick: {
+    summary: '64 B RDMA WRITE latency and 4 MiB bandwidth per transport, beside in-run floors',
+    usage: 'pvio quick [--lat-iters N] [--bw-iters N] [--transports native,passthrough,paravirt,paravirt-copy,tcp]',
+    run: async (argv) => (await import('../bench/rdma-quick.bench.js')).quickMain(argv),
+  },
+  hello: {
+    summary: 'run the HelloRdma example guest pair over one transport',
+    usage: 'pvio hello [--transport paravirt|paravirt-copy|passthrough|native|tcp]',
+    run: async (argv) => (await import('../examples/run-hello.js')).helloMain(argv),
+  },
   'ring-bench': {
     summary: 'ring ping-pong and throughput over real Workers, beside in-run hand-off floors',
     usage: 'pvio ring-bench [--pingpong N] [--throughput N] [--spin POLLS] [--json]',

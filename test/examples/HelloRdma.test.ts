@@ -1,0 +1,29 @@
+import assert from 'node:assert/strict';
+import { runScenario } from '../../hypervisor-sim/scenario/Scenario.js';
+import { TRANSPORTS } from '../../hypervisor-sim/scenario/ScenarioSpec.js';
+
+const PROGRAM = new URL('../../examples/HelloRdma.js', import.meta.url);
+
+describe('example: HelloRdma runs unchanged over every transport and prints the same result', function () {
+  this.timeout(120_000);
+
+  it('same console lines and verified results over paravirt, paravirt-copy, passthrough, native and tcp', async () => {
+    const seen = new Map<string, string>();
+    for (const transport of TRANSPORTS) {
+      const device = (i: number) => (transport === 'tcp' ? 'tcp0' : `nic${i}`);
+      const r = await runScenario({
+        guests: [
+          { name: 'server', program: PROGRAM, devices: [{ device: device(0), transport }] },
+          { name: 'client', program: PROGRAM, devices: [{ device: device(1), transport }] },
+        ],
+      });
+      for (const g of ['server', 'client']) {
+        assert.equal((r.guests[g].value as { verified: boolean }).verified, true, `${g} over ${transport}`);
+      }
+      seen.set(transport, [...r.guests.server.console, ...r.guests.client.console].join('\n'));
+    }
+    const outputs = new Set(seen.values());
+    assert.equal(outputs.size, 1, `outputs differ: ${[...seen].map(([t, o]) => `${t}: ${o}`).join(' | ')}`);
+    assert.match([...outputs][0], /server: received 1048576 bytes by RDMA WRITE/);
+  });
+});
