@@ -115,6 +115,13 @@ export class HostDevices {
     });
   }
 
+  /** Every NIC's counters (WRs, bytes, CQEs, faults, …), read from its shared state. */
+  metrics(): Record<string, Record<string, number>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const [name, nic] of this._nics) out[name] = nic.device.metrics.snapshot();
+    return out;
+  }
+
   /** Device names, in creation order. */
   names(): string[] {
     return [...this._nics.keys()];

@@ -32,6 +32,8 @@ export interface DomainOutcome {
 export interface ScenarioResult {
   readonly guests: Readonly<Record<string, DomainOutcome>>;
   readonly backend: DomainOutcome;
+  /** Device counters at the end of the run (per NIC: WRs, bytes, CQEs, faults, doorbells, …). */
+  readonly counters: { readonly nics: Readonly<Record<string, Readonly<Record<string, number>>>> };
   readonly elapsedMs: number;
   readonly deviceEngine: 'inline' | 'dedicated';
   readonly wire: string;
@@ -128,6 +130,7 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
     return {
       guests: out,
       backend: outcome(dom0.domid, backend, dom0.console),
+      counters: { nics: host.devices.metrics() },
       elapsedMs: performance.now() - t0,
       deviceEngine,
       wire: wire.name,

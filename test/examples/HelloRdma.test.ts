@@ -20,6 +20,9 @@ describe('example: HelloRdma runs unchanged over every transport and prints the 
       for (const g of ['server', 'client']) {
         assert.equal((r.guests[g].value as { verified: boolean }).verified, true, `${g} over ${transport}`);
       }
+      const nic = Object.values(r.counters.nics).reduce((n, m) => n + m.wrs, 0);
+      if (transport === 'tcp') assert.equal(nic, 0, 'tcp moves no byte through a NIC');
+      else assert.ok(nic >= 3, `the NICs executed the WRs over ${transport} (${nic})`);
       seen.set(transport, [...r.guests.server.console, ...r.guests.client.console].join('\n'));
     }
     const outputs = new Set(seen.values());
