@@ -17,7 +17,7 @@ import { pvError } from '../../protocol/errors.js';
 import type { GrantMapping } from '../../protocol/Hypercalls.js';
 import { cqBytes } from '../../protocol/rdma/Cq.js';
 import type { CtrlCommand, CtrlResult } from '../../protocol/rdma/pv/CtrlSchema.js';
-import { Access, type QpAttr, QpAttrMask, QpState } from '../../protocol/rdma/Verbs.js';
+import { Access, QP_ATTR_KNOWN_MASK, type QpAttr, QpAttrMask, QpState } from '../../protocol/rdma/Verbs.js';
 import { type GrantRef, iova, PAGE_SIZE } from '../../protocol/Types.js';
 import type { CqRec, GuestSession, PdRec, QpRec } from './GuestSession.js';
 import { mapForDevice } from './MrCommands.js';
@@ -25,25 +25,6 @@ import { mapForDevice } from './MrCommands.js';
 type CreateCqCmd = Extract<CtrlCommand, { kind: 'createCq' }>;
 type CreateQpCmd = Extract<CtrlCommand, { kind: 'createQp' }>;
 type ModifyQpCmd = Extract<CtrlCommand, { kind: 'modifyQp' }>;
-
-/** Every attribute-mask bit the NIC understands; others are refused before it is asked. */
-const KNOWN_MASK =
-  QpAttrMask.STATE |
-  QpAttrMask.CUR_STATE |
-  QpAttrMask.ACCESS_FLAGS |
-  QpAttrMask.PKEY_INDEX |
-  QpAttrMask.PORT |
-  QpAttrMask.AV |
-  QpAttrMask.PATH_MTU |
-  QpAttrMask.TIMEOUT |
-  QpAttrMask.RETRY_CNT |
-  QpAttrMask.RNR_RETRY |
-  QpAttrMask.RQ_PSN |
-  QpAttrMask.MAX_QP_RD_ATOMIC |
-  QpAttrMask.MIN_RNR_TIMER |
-  QpAttrMask.SQ_PSN |
-  QpAttrMask.MAX_DEST_RD_ATOMIC |
-  QpAttrMask.DEST_QPN;
 
 /** Smallest device CQ behind a copy-mode guest CQ. */
 const COPY_DEVICE_CQE = 1024;
@@ -187,7 +168,8 @@ export function createQp(s: GuestSession, c: CreateQpCmd): CtrlResult {
 /** ModifyQp: known mask bits only; the NIC checks the transition. */
 export function modifyQp(s: GuestSession, c: ModifyQpCmd): void {
   const qp = s.qps.require(c.qp);
-  if ((c.mask & ~KNOWN_MASK) !== 0) throw pvError('PV_ERR_BAD_REQUEST', `unknown attribute mask bits ${c.mask}`);
+  if ((c.mask & ~QP_ATTR_KNOWN_MASK) !== 0)
+    throw pvError('PV_ERR_BAD_REQUEST', `unknown attribute mask bits ${c.mask}`);
   const a = c.attr;
   const attr: QpAttr = {
     qpState: a.qpState,

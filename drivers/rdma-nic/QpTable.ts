@@ -10,7 +10,7 @@
 import { pvError } from '../../protocol/errors.js';
 import type { GuestMemory } from '../../protocol/Hypercalls.js';
 import type { MmioRegion } from '../../protocol/Pci.js';
-import { ModifyQpIn, NicCmd, rqDoorbell, sqDoorbell } from '../../protocol/rdma/NicRegs.js';
+import { encodeModifyQpArgs, NicCmd, rqDoorbell, sqDoorbell } from '../../protocol/rdma/NicRegs.js';
 import { type QpAttr, type QpCap, QpState, type RecvWr, type SendWr } from '../../protocol/rdma/Verbs.js';
 import { MAX_INLINE_DATA, MAX_RECV_SGE, MAX_SEND_SGE, RECV_WQE_SIZE, SEND_WQE_SIZE } from '../../protocol/rdma/Wqe.js';
 import type { GuestPhysAddr } from '../../protocol/Types.js';
@@ -123,24 +123,7 @@ export class QpTable {
   modify(qpn: number, attr: QpAttr, mask: number): void {
     const q = this._get(qpn);
     const a = this._mbox.begin();
-    a[ModifyQpIn.QPN] = qpn;
-    a[ModifyQpIn.MASK] = mask;
-    a[ModifyQpIn.STATE] = attr.qpState ?? 0;
-    a[ModifyQpIn.CUR_STATE] = attr.curQpState ?? 0;
-    a[ModifyQpIn.ACCESS] = attr.qpAccessFlags ?? 0;
-    a[ModifyQpIn.PKEY] = attr.pkeyIndex ?? 0;
-    a[ModifyQpIn.PORT] = attr.portNum ?? 0;
-    a[ModifyQpIn.PATH_MTU] = attr.pathMtu ?? 0;
-    a[ModifyQpIn.DEST_QPN] = attr.destQpNum ?? 0;
-    a[ModifyQpIn.DEST_PORT] = attr.ahAttr?.dlid ?? 0;
-    a[ModifyQpIn.RQ_PSN] = attr.rqPsn ?? 0;
-    a[ModifyQpIn.SQ_PSN] = attr.sqPsn ?? 0;
-    a[ModifyQpIn.MAX_RD_ATOMIC] = attr.maxRdAtomic ?? 0;
-    a[ModifyQpIn.MAX_DEST_RD_ATOMIC] = attr.maxDestRdAtomic ?? 0;
-    a[ModifyQpIn.MIN_RNR_TIMER] = attr.minRnrTimer ?? 0;
-    a[ModifyQpIn.TIMEOUT] = attr.timeout ?? 0;
-    a[ModifyQpIn.RETRY_CNT] = attr.retryCnt ?? 0;
-    a[ModifyQpIn.RNR_RETRY] = attr.rnrRetry ?? 0;
+    encodeModifyQpArgs(a, qpn, attr, mask);
     this._mbox.exec(NicCmd.MODIFY_QP);
     if ((mask & 1) !== 0 && attr.qpState !== undefined) {
       q.state = attr.qpState;

@@ -8,6 +8,7 @@ import { pvError } from '../../protocol/errors.js';
 import {
   ACCESS_MASK,
   Access,
+  QP_ATTR_KNOWN_MASK,
   type QpAttr,
   QpAttrMask,
   type QpCap,
@@ -15,25 +16,6 @@ import {
   RC_REQUIRED_MASK,
 } from '../../protocol/rdma/Verbs.js';
 import { MAX_INLINE_DATA, MAX_RECV_SGE, MAX_SEND_SGE } from '../../protocol/rdma/Wqe.js';
-
-/** Every attribute-mask bit pvio understands. */
-const KNOWN_MASK =
-  QpAttrMask.STATE |
-  QpAttrMask.CUR_STATE |
-  QpAttrMask.ACCESS_FLAGS |
-  QpAttrMask.PKEY_INDEX |
-  QpAttrMask.PORT |
-  QpAttrMask.AV |
-  QpAttrMask.PATH_MTU |
-  QpAttrMask.TIMEOUT |
-  QpAttrMask.RETRY_CNT |
-  QpAttrMask.RNR_RETRY |
-  QpAttrMask.RQ_PSN |
-  QpAttrMask.MAX_QP_RD_ATOMIC |
-  QpAttrMask.MIN_RNR_TIMER |
-  QpAttrMask.SQ_PSN |
-  QpAttrMask.MAX_DEST_RD_ATOMIC |
-  QpAttrMask.DEST_QPN;
 
 /** PSNs and QP numbers are 24-bit in IB. */
 const U24_MAX = 0xff_ffff;
@@ -96,7 +78,7 @@ export function isLegalTransition(from: QpState, to: QpState): boolean {
  */
 export function checkModifyQp(current: QpState, attr: QpAttr, mask: number): QpState {
   if (attr === null || typeof attr !== 'object') throw pvError('PV_ERR_INVALID_ARG', 'QP attributes are required');
-  if (!Number.isInteger(mask) || mask < 0 || (mask & ~KNOWN_MASK) !== 0) {
+  if (!Number.isInteger(mask) || mask < 0 || (mask & ~QP_ATTR_KNOWN_MASK) !== 0) {
     throw pvError('PV_ERR_INVALID_ARG', `attribute mask ${mask} has bits pvio does not implement`);
   }
   // Every pvio modifyQp is a state transition (attribute-only changes are not implemented).

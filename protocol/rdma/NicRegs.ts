@@ -35,6 +35,8 @@
  * `addr ∈ [va, va + length)` to `iova + (addr − va)` and the IOMMU translates that.
  */
 
+import type { QpAttr } from './Verbs.js';
+
 /** Device version reported in VERSION. */
 export const NIC_VERSION = 0x0001_0000;
 
@@ -130,6 +132,29 @@ export const enum ModifyQpIn {
   TIMEOUT = 15,
   RETRY_CNT = 16,
   RNR_RETRY = 17,
+}
+
+/** Writes MODIFY_QP's arguments (every word, unused ones zero) from verbs-style attributes. */
+export function encodeModifyQpArgs(a: Int32Array, qpn: number, attr: QpAttr, mask: number): void {
+  a.fill(0, 0, NIC_CMD_WORDS);
+  a[ModifyQpIn.QPN] = qpn;
+  a[ModifyQpIn.MASK] = mask | 0;
+  a[ModifyQpIn.STATE] = attr.qpState ?? 0;
+  a[ModifyQpIn.CUR_STATE] = attr.curQpState ?? 0;
+  a[ModifyQpIn.ACCESS] = attr.qpAccessFlags ?? 0;
+  a[ModifyQpIn.PKEY] = attr.pkeyIndex ?? 0;
+  a[ModifyQpIn.PORT] = attr.portNum ?? 0;
+  a[ModifyQpIn.PATH_MTU] = attr.pathMtu ?? 0;
+  a[ModifyQpIn.DEST_QPN] = attr.destQpNum ?? 0;
+  a[ModifyQpIn.DEST_PORT] = attr.ahAttr?.dlid ?? 0;
+  a[ModifyQpIn.RQ_PSN] = attr.rqPsn ?? 0;
+  a[ModifyQpIn.SQ_PSN] = attr.sqPsn ?? 0;
+  a[ModifyQpIn.MAX_RD_ATOMIC] = attr.maxRdAtomic ?? 0;
+  a[ModifyQpIn.MAX_DEST_RD_ATOMIC] = attr.maxDestRdAtomic ?? 0;
+  a[ModifyQpIn.MIN_RNR_TIMER] = attr.minRnrTimer ?? 0;
+  a[ModifyQpIn.TIMEOUT] = attr.timeout ?? 0;
+  a[ModifyQpIn.RETRY_CNT] = attr.retryCnt ?? 0;
+  a[ModifyQpIn.RNR_RETRY] = attr.rnrRetry ?? 0;
 }
 
 /** Port state reported by QUERY_PORT. */

@@ -52,6 +52,25 @@ export const enum QpAttrMask {
   DEST_QPN = 1 << 20,
 }
 
+/** Every attribute-mask bit pvio understands; a mask with any other bit is refused. */
+export const QP_ATTR_KNOWN_MASK =
+  QpAttrMask.STATE |
+  QpAttrMask.CUR_STATE |
+  QpAttrMask.ACCESS_FLAGS |
+  QpAttrMask.PKEY_INDEX |
+  QpAttrMask.PORT |
+  QpAttrMask.AV |
+  QpAttrMask.PATH_MTU |
+  QpAttrMask.TIMEOUT |
+  QpAttrMask.RETRY_CNT |
+  QpAttrMask.RNR_RETRY |
+  QpAttrMask.RQ_PSN |
+  QpAttrMask.MAX_QP_RD_ATOMIC |
+  QpAttrMask.MIN_RNR_TIMER |
+  QpAttrMask.SQ_PSN |
+  QpAttrMask.MAX_DEST_RD_ATOMIC |
+  QpAttrMask.DEST_QPN;
+
 /** Attributes each RC transition requires at least (ibv_modify_qp.3 NOTES). */
 export const RC_REQUIRED_MASK: Readonly<Record<number, number>> = {
   [QpState.INIT]: QpAttrMask.STATE | QpAttrMask.PKEY_INDEX | QpAttrMask.PORT | QpAttrMask.ACCESS_FLAGS,
