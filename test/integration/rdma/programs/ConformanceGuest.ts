@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import * as ibv from '../../../../frontend/verbs/index.js';
 import type { DomainEnv } from '../../../../protocol/Program.js';
+import { CqWord } from '../../../../protocol/rdma/Cq.js';
 import {
   Access,
   QpAttrMask,
@@ -425,15 +426,20 @@ const CASES: Record<string, Case> = {
         });
       }
       ibv.postSend(c.qp, wrs);
-      let overflow = false;
+      // Do not poll while the producer (the NIC, the backend or the tcp thread) is still working:
+      // draining early could keep the ring from ever filling. Wait (bounded) until the ring says it
+      // overflowed, then check that pollCq reports it rather than losing completions silently.
       const deadline = performance.now() + 10_000;
-      while (!overflow && performance.now() < deadline) {
-        try {
-          drain(c.scq, 20);
-        } catch (err) {
-          assert.equal((err as { code?: string }).code, 'PV_ERR_RDMA_QUEUE_FULL');
-          overflow = true;
-        }
+      // ORDERING: seq-cst load; the producer sets OVERFLOW when it drops a CQE.
+      while (Atomics.load(c.scq.words, CqWord.OVERFLOW) === 0 && performance.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      let overflow = false;
+      try {
+        drain(c.scq, 20);
+      } catch (err) {
+        assert.equal((err as { code?: string }).code, 'PV_ERR_RDMA_QUEUE_FULL');
+        overflow = true;
       }
       assert.ok(overflow, 'pollCq must report the overflow');
     }
