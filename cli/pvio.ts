@@ -23,6 +23,18 @@ const COMMANDS: Record<string, Command> = {
     usage: 'pvio hello [--transport paravirt|paravirt-copy|passthrough|native|tcp]',
     run: async (argv) => (await import('../examples/run-hello.js')).helloMain(argv),
   },
+  write_lat: {
+    summary: 'ib_write_lat work-alike: RDMA WRITE ping-pong latency, perftest output and JSON',
+    usage:
+      'pvio write_lat [-s SIZE | -a] [-n ITERS] [--mode paravirt,paravirt-copy,passthrough,native,tcp] [--output=latency] [--out_json [--out_json_file F]]',
+    run: async (argv) => (await import('../bench/perftest/PerftestCommand.js')).perftestMain('write_lat', argv),
+  },
+  write_bw: {
+    summary: 'ib_write_bw work-alike: RDMA WRITE bandwidth, perftest output and JSON',
+    usage:
+      'pvio write_bw [-s SIZE | -a] [-n ITERS] [-t TX_DEPTH] [-Q CQ_MOD] [--report_gbits] [--mode M,...] [--output=bandwidth|message_rate] [--out_json [--out_json_file F]]',
+    run: async (argv) => (await import('../bench/perftest/PerftestCommand.js')).perftestMain('write_bw', argv),
+  },
   'ring-bench': {
     summary: 'ring ping-pong and throughput over real Workers, beside in-run hand-off floors',
     usage: 'pvio ring-bench [--pingpong N] [--throughput N] [--spin POLLS] [--json]',

@@ -42,6 +42,13 @@ export interface PerftestResult {
   readonly rttUs?: number[];
   /** write_bw: seconds from the first post to the last completion. */
   readonly seconds?: number;
+  /** write_bw (client): per-message post times, ms (performance.now()). */
+  readonly tposted?: number[];
+  /**
+   * write_bw (client): per-message completion times, ms — each message covered by a CQE gets that
+   * CQE's poll time (only every cqMod-th message is signaled), as perftest's peak needs.
+   */
+  readonly tcompleted?: number[];
 }
 
 const ACCESS = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ;
@@ -146,7 +153,11 @@ export default async function main(env: DomainEnv): Promise<PerftestResult> {
     };
   } else {
     let seconds = 0;
+    let tposted: number[] | undefined;
+    let tcompleted: number[] | undefined;
     if (role === 'client') {
+      const posts = new Float64Array(a.iters);
+      const comps = new Float64Array(a.iters);
       const wrs: ibv.SendWr[] = [];
       for (let i = 0; i < txDepth; i++) {
         wrs.push({
@@ -167,21 +178,27 @@ export default async function main(env: DomainEnv): Promise<PerftestResult> {
           // Signal every cqMod-th WR and the last one, as perftest does.
           w.sendFlags = (posted + 1) % cqMod === 0 || posted + 1 === a.iters ? SendFlags.SIGNALED : 0;
           w.wrId = posted;
+          posts[posted] = performance.now();
           ibv.postSend(qp, w);
           posted++;
         }
         const n = ibv.pollCq(cq, wcs.length, wcs);
+        const now = n > 0 ? performance.now() : 0;
         for (let i = 0; i < n; i++) {
           check(wcs[i]);
-          completed = wcs[i].wrId + 1;
+          const upTo = wcs[i].wrId + 1;
+          for (let k = completed; k < upTo; k++) comps[k] = now;
+          completed = upTo;
         }
         if (n === 0 && !ibv.waitCq(cq, { timeoutMs: 1000 })) {
           env.log(`write_bw: no completion for 1 s (posted ${posted}, completed ${completed})`);
         }
       }
       seconds = (performance.now() - t0) / 1000;
+      tposted = Array.from(posts);
+      tcompleted = Array.from(comps);
     }
-    result = { role, transport: ctx.transport, test: a.test, size, iters: a.iters, seconds };
+    result = { role, transport: ctx.transport, test: a.test, size, iters: a.iters, seconds, tposted, tcompleted };
   }
   await ibv.exchangeConnInfo(env, { peerDomid: peer, name: `pt-${tag}-end`, info: { done: 1 } });
   await ibv.closeDevice(ctx);
