@@ -11,6 +11,7 @@
 import { writeFileSync } from 'node:fs';
 import { runScenario } from '../../hypervisor-sim/scenario/Scenario.js';
 import { pvError } from '../../protocol/errors.js';
+import { MAX_INLINE_DATA } from '../../protocol/rdma/Wqe.js';
 import type { PerftestArgs, PerftestResult } from '../programs/PerftestGuest.js';
 import { type PerftestConfig, type PvioMode, parsePerftestFlags } from './Flags.js';
 import {
@@ -43,6 +44,7 @@ async function runOne(cfg: PerftestConfig, mode: PvioMode, size: number): Promis
     iters: cfg.iters,
     txDepth: cfg.txDepth,
     cqMod: cfg.cqMod,
+    inlineSize: inlineUsed(cfg),
     tag: `${mode}-${size}`,
   };
   // Two halves of the message buffer per guest, plus room for rings and the program.
@@ -69,8 +71,16 @@ function testInfo(cfg: PerftestConfig, mode: PvioMode): TestInfo {
     transport: mode,
     txDepth: cfg.txDepth,
     cqMod: cfg.cqMod,
-    inlineSize: cfg.inlineSize,
+    inlineSize: inlineUsed(cfg),
   };
+}
+
+/**
+ * Inline bytes actually used: perftest's -I (default 220 for write) capped at what pvio's send
+ * WQE can carry (MAX_INLINE_DATA), so the banner reports what really happens.
+ */
+function inlineUsed(cfg: PerftestConfig): number {
+  return Math.min(cfg.inlineSize, MAX_INLINE_DATA);
 }
 
 /** Runs `pvio write_lat|write_bw` with perftest-style argv (without node, script and verb). */

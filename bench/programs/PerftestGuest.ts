@@ -25,6 +25,8 @@ export interface PerftestArgs {
   readonly iters: number;
   readonly txDepth?: number;
   readonly cqMod?: number;
+  /** Messages up to this size are posted INLINE (payload copied into the WQE), as perftest's -I. */
+  readonly inlineSize?: number;
   /** Polls of the awaited word before sleeping (write_lat). */
   readonly spinBudget?: number;
   /** Tag to keep store exchange names unique when a scenario runs several tests. */
@@ -65,6 +67,8 @@ export default async function main(env: DomainEnv): Promise<PerftestResult> {
   const txDepth = Math.min(a.txDepth ?? (a.test === 'write_bw' ? 128 : 1), a.iters);
   const cqMod = Math.max(1, Math.min(a.cqMod ?? 100, txDepth));
   const tag = a.tag ?? `${a.test}-${size}`;
+  const inlineSize = a.inlineSize ?? 0;
+  const inline = size <= inlineSize ? SendFlags.INLINE : 0;
 
   const ctx = await ibv.openDevice(env);
   const pd = ibv.allocPd(ctx);
@@ -77,7 +81,7 @@ export default async function main(env: DomainEnv): Promise<PerftestResult> {
   const qp = ibv.createQp(pd, {
     sendCq: cq,
     recvCq: cq,
-    cap: { maxSendWr: Math.max(txDepth, 16), maxRecvWr: 16, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 },
+    cap: { maxSendWr: Math.max(txDepth, 16), maxRecvWr: 16, maxSendSge: 1, maxRecvSge: 1, maxInlineData: inlineSize },
     sqSigAll: false,
   });
   const remote = await ibv.exchangeConnInfo(env, {
@@ -101,7 +105,7 @@ export default async function main(env: DomainEnv): Promise<PerftestResult> {
     const wr: ibv.SendWr = {
       wrId: 1,
       opcode: WrOpcode.RDMA_WRITE,
-      sendFlags: SendFlags.SIGNALED,
+      sendFlags: SendFlags.SIGNALED | inline,
       sgList: [{ addr: buf, length: size, lkey: mr.lkey }],
       remoteAddr: remote.addr + half,
       rkey: remote.rkey,
@@ -176,7 +180,7 @@ export default async function main(env: DomainEnv): Promise<PerftestResult> {
         while (posted < a.iters && posted - completed < txDepth) {
           const w = wrs[posted % txDepth];
           // Signal every cqMod-th WR and the last one, as perftest does.
-          w.sendFlags = (posted + 1) % cqMod === 0 || posted + 1 === a.iters ? SendFlags.SIGNALED : 0;
+          w.sendFlags = ((posted + 1) % cqMod === 0 || posted + 1 === a.iters ? SendFlags.SIGNALED : 0) | inline;
           w.wrId = posted;
           posts[posted] = performance.now();
           ibv.postSend(qp, w);
