@@ -15,7 +15,7 @@ import type { Connection } from './Connection.js';
 import { emptyJob, RESP_HIGH_WATER, type RespJob, RespKind } from './RespQueue.js';
 import type { SoftNic } from './SoftNic.js';
 import type { SoftQp } from './SoftQp.js';
-import { FrameFlag, type FrameHeader, MAX_FRAME_PAYLOAD, NakCode, WireOp } from './Wire.js';
+import { clearHeader, FrameFlag, type FrameHeader, MAX_FRAME_PAYLOAD, NakCode, WireOp } from './Wire.js';
 
 const pushJob = emptyJob();
 const headJob = emptyJob();
@@ -99,21 +99,12 @@ function control(nic: SoftNic, conn: Connection, j: RespJob): boolean {
 
 /** Fills the shared transmit header with a response's addressing; payload fields zeroed. */
 function header(nic: SoftNic, j: RespJob, op: WireOp): FrameHeader {
-  const h = nic.txHdr;
+  const h = clearHeader(nic.txHdr);
   h.opcode = op;
   h.flags = FrameFlag.BOTH;
-  h.status = 0;
-  h.aux8 = 0;
   h.srcQpn = j.srcQpn;
   h.dstQpn = j.dstQpn;
   h.psn = j.psn;
   h.epoch = j.epoch;
-  h.length = 0;
-  h.raddr = 0;
-  h.rkey = 0;
-  h.imm = 0;
-  h.msgLen = 0;
-  h.offset = 0;
-  h.aux32 = 0;
   return h;
 }

@@ -30,7 +30,16 @@ import { onRequestEnd, onRequestHeader } from './Responder.js';
 import { emitResponses, queueResponse } from './ResponseOut.js';
 import { RESP_LOW_WATER } from './RespQueue.js';
 import { Sink, type SoftQp } from './SoftQp.js';
-import { emptyHeader, encodeHeader, FrameFlag, type FrameHeader, HEADER_SIZE, WIRE_VERSION, WireOp } from './Wire.js';
+import {
+  clearHeader,
+  emptyHeader,
+  encodeHeader,
+  FrameFlag,
+  type FrameHeader,
+  HEADER_SIZE,
+  WIRE_VERSION,
+  WireOp,
+} from './Wire.js';
 
 /** Options of a software NIC. */
 export interface SoftNicOptions {
@@ -301,21 +310,10 @@ export class SoftNic implements FrameHandler {
   }
 
   private _hello(conn: Connection): void {
-    const h = this.txHdr;
+    const h = clearHeader(this.txHdr);
     h.opcode = WireOp.HELLO;
     h.flags = FrameFlag.BOTH;
-    h.status = 0;
     h.aux8 = WIRE_VERSION;
-    h.srcQpn = 0;
-    h.dstQpn = 0;
-    h.psn = 0;
-    h.epoch = 0;
-    h.length = 0;
-    h.raddr = 0;
-    h.rkey = 0;
-    h.imm = 0;
-    h.msgLen = 0;
-    h.offset = 0;
     h.aux32 = this.port;
     this.writeFrame(conn, h);
   }

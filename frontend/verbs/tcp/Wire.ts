@@ -133,6 +133,29 @@ export function emptyHeader(): FrameHeader {
   };
 }
 
+/**
+ * Zeroes every field of a reused header, so a frame built from it carries nothing left over from
+ * the previous one; callers then set what their frame needs.
+ */
+export function clearHeader(h: FrameHeader): FrameHeader {
+  h.opcode = 0;
+  h.flags = 0;
+  h.status = 0;
+  h.aux8 = 0;
+  h.srcQpn = 0;
+  h.dstQpn = 0;
+  h.psn = 0;
+  h.epoch = 0;
+  h.length = 0;
+  h.raddr = 0;
+  h.rkey = 0;
+  h.imm = 0;
+  h.msgLen = 0;
+  h.offset = 0;
+  h.aux32 = 0;
+  return h;
+}
+
 /** Writes a whole header at `off` (every byte). */
 export function encodeHeader(buf: Buffer, off: number, h: FrameHeader): void {
   buf.writeUInt32LE(WIRE_MAGIC, off + Hdr.MAGIC);
