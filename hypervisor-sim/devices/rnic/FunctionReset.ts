@@ -7,9 +7,8 @@
  * can never name a region registered after it.
  */
 
-import { rqDoorbell, sqDoorbell } from '../../../protocol/rdma/NicRegs.js';
-import { QpState } from '../../../protocol/rdma/Verbs.js';
 import { CqCtx, MrCtx, PdCtx, QpCtx } from './DevLayout.js';
+import { retireQp } from './QpCommands.js';
 import type { RnicCtx } from './RnicContext.js';
 
 /** Resets the function; returns how many live objects it dropped. */
@@ -20,16 +19,8 @@ export function functionReset(ctx: RnicCtx): number {
   ctx.fabric.lock();
   try {
     for (let qpn = 1; qpn < ctx.sizes.maxQp; qpn++) {
-      const q = L.qpBase(qpn);
-      if (d[q + QpCtx.VALID] !== 0) dropped++;
-      d[q + QpCtx.VALID] = 0;
-      d[q + QpCtx.EPOCH] = (d[q + QpCtx.EPOCH] + 1) | 0;
-      d[q + QpCtx.BUSY] = 0;
-      // ORDERING: seq-cst stores; an RNR waiter sleeping on the RQ doorbell wakes on the change.
-      Atomics.store(d, q + QpCtx.STATE, QpState.RESET);
-      Atomics.store(ctx.bar, sqDoorbell(qpn) >> 2, 0);
-      Atomics.store(ctx.bar, rqDoorbell(qpn) >> 2, 0);
-      Atomics.notify(ctx.bar, rqDoorbell(qpn) >> 2);
+      if (d[L.qpBase(qpn) + QpCtx.VALID] !== 0) dropped++;
+      retireQp(ctx, qpn);
     }
     for (let i = 0; i < L.pendingWords; i++) {
       // ORDERING: seq-cst store; pairs with doorbells' Atomics.or (a runner finds the QP invalid anyway).

@@ -190,13 +190,14 @@ export function queryQp(ctx: RnicCtx, a: Int32Array, out: Int32Array): void {
   out[4] = d[q + QpCtx.RQ_CONS];
 }
 
-/** DESTROY_QP: no completions; a thread still running it notices the epoch change and stops. */
-export function destroyQp(ctx: RnicCtx, a: Int32Array): void {
-  requireZero(a, 1);
-  const L = ctx.layout;
+/**
+ * Invalidates a QP's context: VALID cleared, epoch bumped (a thread still running it notices and
+ * stops), back to RESET, doorbells cleared; an RNR waiter on the RQ doorbell is woken. Returns
+ * the context's first word. Shared by DESTROY_QP and function-level reset.
+ */
+export function retireQp(ctx: RnicCtx, qpn: number): number {
   const d = ctx.dev;
-  const qpn = qpHandle(ctx, a[0]);
-  const q = L.qpBase(qpn);
+  const q = ctx.layout.qpBase(qpn);
   d[q + QpCtx.VALID] = 0;
   d[q + QpCtx.EPOCH] = (d[q + QpCtx.EPOCH] + 1) | 0;
   d[q + QpCtx.BUSY] = 0;
@@ -205,6 +206,16 @@ export function destroyQp(ctx: RnicCtx, a: Int32Array): void {
   Atomics.store(ctx.bar, sqDoorbell(qpn) >> 2, 0);
   Atomics.store(ctx.bar, rqDoorbell(qpn) >> 2, 0);
   Atomics.notify(ctx.bar, rqDoorbell(qpn) >> 2);
+  return q;
+}
+
+/** DESTROY_QP: no completions; a thread still running it notices the epoch change and stops. */
+export function destroyQp(ctx: RnicCtx, a: Int32Array): void {
+  requireZero(a, 1);
+  const L = ctx.layout;
+  const d = ctx.dev;
+  const qpn = qpHandle(ctx, a[0]);
+  const q = retireQp(ctx, qpn);
   // ORDERING: seq-cst RMW; pairs with doorbells' Atomics.or (a runner finds the QP invalid anyway).
   Atomics.and(d, L.pending + (qpn >> 5), ~(1 << (qpn & 31)));
   d[L.pdBase(d[q + QpCtx.PD]) + PdCtx.USERS]--;
