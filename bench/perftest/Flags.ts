@@ -65,8 +65,12 @@ export interface PerftestConfig {
   readonly outJsonFile: string;
   readonly modes: readonly PvioMode[];
   readonly fabric: 'ideal' | 'pcie3-x8-ntb';
-  /** Microseconds a poller spins before sleeping; 0 = never spin. */
-  readonly spinUs: number;
+  /**
+   * --spin-us: microseconds a waiter spins before sleeping (0 = never spin); undefined = the
+   * guest program's defaults. pvio has no time-based spin (protocol/wait.ts counts polls), so the
+   * command passes N * SPIN_POLLS_PER_US polls.
+   */
+  readonly spinUs: number | undefined;
   readonly deviceEngine: 'inline' | 'dedicated';
 }
 
@@ -111,7 +115,8 @@ function oneOf<T extends string>(value: string | undefined, allowed: readonly T[
 /**
  * Parses argv (without node and script) for the given test. Throws PV_ERR_CONFIG with
  * perftest's message for the rejections perftest makes: -D with -a, DURATION <= 2*MARGIN,
- * fewer than MIN_ITER iterations, a size outside 1..MAX_SIZE; and for unknown flags or values.
+ * fewer than MIN_ITER iterations, a size outside 1..MAX_SIZE, -I on read, -H on a BW test; and
+ * for unknown flags or values.
  */
 export function parsePerftestFlags(argv: readonly string[], test: PerftestTest): PerftestConfig {
   let values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>['values'];
@@ -161,6 +166,9 @@ export function parsePerftestFlags(argv: readonly string[], test: PerftestTest):
     if (cqMod > txDepth) cqMod = txDepth;
   }
 
+  // perftest refuses -H (and -U) outside latency tests.
+  if (values['report-histogrm'] === true && isBw) fail('Available only on Latency tests');
+
   const inlineDefault = test.verb === 'read' ? 0 : test.verb === 'send' ? D.DEF_INLINE_SEND_RC : D.DEF_INLINE_WRITE;
   const inlineSize = uint(values.inline_size, '-I') ?? inlineDefault;
   if (test.verb === 'read' && inlineSize > 0) fail('Inline data is not supported for RDMA Read');
@@ -187,7 +195,7 @@ export function parsePerftestFlags(argv: readonly string[], test: PerftestTest):
     outJsonFile: values.out_json_file ?? D.DEF_OUT_JSON_FILE,
     modes,
     fabric: oneOf(values.fabric, ['ideal', 'pcie3-x8-ntb'] as const, '--fabric', 'ideal'),
-    spinUs: uint(values['spin-us'], '--spin-us') ?? 0,
+    spinUs: uint(values['spin-us'], '--spin-us'),
     deviceEngine: oneOf(values['device-engine'], ['inline', 'dedicated'] as const, '--device-engine', 'inline'),
   };
 }

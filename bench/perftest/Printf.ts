@@ -1,17 +1,18 @@
 /**
  * A small C `printf` work-alike, just wide enough to render perftest's row macros byte for byte
- * (`%-7lu`, `%-10lu`, `%-7.2f`, `%-7.6lf`, `%d`, `%s`, `%%`). It exists because perftest output is
- * compared by tools and people character by character, and JS has no printf with C's rounding.
+ * (`%-7lu`, `%-10lu`, `%-7.2f`, `%-7.6lf`, `%d`, `%s`, `%%`) and its `-H` sample lines (`%g`). It
+ * exists because perftest output is compared by tools and people character by character, and JS
+ * has no printf with C's rounding.
  */
 import { pvError } from '../../protocol/errors.js';
 
-/** One argument a conversion consumes: numbers for `d/i/u/x/f`, strings for `s`, bigint for wide integers. */
+/** One argument a conversion consumes: numbers for `d/i/u/x/f/e/g`, strings for `s`, bigint for wide integers. */
 export type PrintfArg = number | bigint | string;
 
-const SPEC = /%([-+ 0#]*)(\d+)?(?:\.(\d+))?(hh|h|ll|l|L|z|j|t)?([diuxXfFs%])/g;
+const SPEC = /%([-+ 0#]*)(\d+)?(?:\.(\d+))?(hh|h|ll|l|L|z|j|t)?([diuxXfFeEgGs%])/g;
 
 /**
- * Formats like C `sprintf` for the subset above: flags `-`, `0`, `+`, space; width; precision;
+ * Formats like C `sprintf` for the subset above: flags `-`, `0`, `+`, space, `#` (e/g); width; precision;
  * length modifiers are accepted and ignored (JS numbers carry their own width). `%f` rounds the
  * exact binary value and breaks exact ties to even, as glibc does (JS `toFixed` breaks them up).
  */
@@ -46,8 +47,12 @@ export function sprintf(format: string, ...args: readonly PrintfArg[]): string {
       default: {
         const v = Number(arg);
         if (v < 0 || Object.is(v, -0)) sign = '-';
-        body = fixed(Math.abs(v), precision ?? 6);
-        if (conv === 'F') body = body.toUpperCase();
+        const a = Math.abs(v);
+        const p = precision ?? 6;
+        if (conv === 'e' || conv === 'E') body = exponential(a, p, flags.includes('#'));
+        else if (conv === 'g' || conv === 'G') body = general(a, p, flags.includes('#'));
+        else body = fixed(a, p);
+        if (conv === 'F' || conv === 'E' || conv === 'G') body = body.toUpperCase();
       }
     }
     if (sign === '' && flags.includes('+')) sign = '+';
@@ -101,4 +106,89 @@ export function fixed(x: number, precision: number): string {
   const last = Number(digits % 10n);
   const result = (last % 2 === 1 ? digits + 1n : digits).toString().padStart(precision + 1, '0');
   return precision === 0 ? result : `${result.slice(0, -precision)}.${result.slice(-precision)}`;
+}
+
+/**
+ * The exact decimal digits of a positive finite double and the decimal exponent of the first:
+ * x = m · 2^e exactly, so for e < 0 it is m · 5^−e / 10^−e, whose digits BigInt gives exactly.
+ */
+function exactDigits(x: number): { digits: string; exp: number } {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  const hi = view.getUint32(0);
+  const lo = view.getUint32(4);
+  const biased = (hi >>> 20) & 0x7ff;
+  const frac = (BigInt(hi & 0xfffff) << 32n) | BigInt(lo);
+  // Subnormals have no implicit leading 1 and the smallest exponent.
+  const m = biased === 0 ? frac : frac | (1n << 52n);
+  const e = (biased === 0 ? 1 : biased) - 1075;
+  if (e >= 0) {
+    const digits = (m << BigInt(e)).toString();
+    return { digits, exp: digits.length - 1 };
+  }
+  const digits = (m * 5n ** BigInt(-e)).toString();
+  return { digits, exp: digits.length - 1 + e };
+}
+
+/**
+ * The first `p` significant decimal digits of a non-negative finite double, rounded as glibc
+ * rounds (exact binary value, ties to even), and the decimal exponent of the first digit after
+ * rounding (9.9999996 at p = 6 is `100000`, exponent 1). Zero gives `p` zeros, exponent 0.
+ */
+export function significant(x: number, p: number): { digits: string; exp: number } {
+  if (x === 0) return { digits: '0'.repeat(p), exp: 0 };
+  const { digits: all, exp: e0 } = exactDigits(x);
+  let exp = e0;
+  let head = all.slice(0, p).padEnd(p, '0');
+  const tail = all.slice(p);
+  const odd = Number(head[p - 1]) % 2 === 1;
+  const up = tail[0] > '5' || (tail[0] === '5' && (/[1-9]/.test(tail.slice(1)) || odd));
+  if (up) {
+    head = (BigInt(head) + 1n).toString().padStart(p, '0');
+    if (head.length > p) {
+      head = head.slice(0, p);
+      exp++;
+    }
+  }
+  return { digits: head, exp };
+}
+
+function stripZeros(s: string): string {
+  return s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s;
+}
+
+function expSuffix(exp: number): string {
+  return `e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+}
+
+/** `%.<p>e` of a non-negative finite double (`1.234500e+03`); `alt` is the `#` flag. */
+export function exponential(x: number, p: number, alt = false): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (!Number.isFinite(x)) return 'inf';
+  const { digits, exp } = significant(x, p + 1);
+  const mant = p > 0 || alt ? `${digits[0]}.${digits.slice(1)}` : digits;
+  return mant + expSuffix(exp);
+}
+
+/**
+ * `%.<p>g` of a non-negative finite double, as C99 7.21.6.1 defines it: with P = p (1 if 0) and X
+ * the exponent after rounding to P digits, fixed notation with P − 1 − X decimals when
+ * P > X ≥ −4, else exponent notation with P − 1; trailing zeros (and a bare point) are removed
+ * unless `alt` (`#`). perftest prints its `-H` samples with `%g`.
+ */
+export function general(x: number, p: number, alt = false): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (!Number.isFinite(x)) return 'inf';
+  const P = p === 0 ? 1 : p;
+  const { digits, exp } = significant(x, P);
+  let out: string;
+  if (exp < -4 || exp >= P) {
+    const mant = P > 1 || alt ? `${digits[0]}.${digits.slice(1)}` : digits;
+    out = (alt ? mant : stripZeros(mant)) + expSuffix(exp);
+  } else {
+    const body =
+      exp >= 0 ? `${digits.slice(0, exp + 1)}.${digits.slice(exp + 1)}` : `0.${'0'.repeat(-exp - 1)}${digits}`;
+    out = alt ? body : stripZeros(body);
+  }
+  return out;
 }

@@ -4,7 +4,7 @@
  * Strings only: callers decide where they go.
  */
 import { sprintf } from './Printf.js';
-import type { BwStats, LatencyStats } from './Stats.js';
+import type { BwStats, DurationLatency, LatencyStats } from './Stats.js';
 
 /** perftest's separator: 87 dashes and a newline. */
 export const RESULT_LINE = `${'-'.repeat(87)}\n`;
@@ -31,6 +31,12 @@ export const REPORT_FMT_LAT_DUR = ' %-7lu       %lu            %-7.2f        %-7
 export const REPORT_FMT = ' %-7lu    %-10lu       %-7.2lf            %-7.2lf\t\t     %-7.6lf';
 /** Bandwidth row with six decimals, used for Gb/sec when the average is below 0.1 (inc_accuracy). */
 export const REPORT_FMT_EXT = ' %-7lu    %lu           %-7.6lf            %-7.6lf            %-7.6lf';
+
+/**
+ * What perftest prints (force_dependencies, while parsing, before any banner) when a BW test
+ * runs under -D: the peak needs every completion time, which duration mode does not keep.
+ */
+export const BW_PEAK_WARNING = " WARNING: BW peak won't be measured in this run.\n";
 
 /** Display names perftest prints in the banner (testsStr). */
 export const VERB_NAMES = { send: 'Send', write: 'RDMA_Write', read: 'RDMA_Read', atomic: 'Atomic' } as const;
@@ -91,9 +97,9 @@ export function formatTestInfo(info: TestInfo): string {
   return lines.join('');
 }
 
-/** The table header line (with RESULT_EXT) for a test kind and unit. */
-export function formatHeader(kind: 'lat' | 'bw', gbits = false): string {
-  if (kind === 'lat') return RESULT_FMT_LAT + RESULT_EXT;
+/** The table header line (with RESULT_EXT) for a test kind and unit; `duration` is -D. */
+export function formatHeader(kind: 'lat' | 'bw', gbits = false, duration = false): string {
+  if (kind === 'lat') return (duration ? RESULT_FMT_LAT_DUR : RESULT_FMT_LAT) + RESULT_EXT;
   return (gbits ? RESULT_FMT_G : RESULT_FMT) + RESULT_EXT;
 }
 
@@ -102,15 +108,45 @@ export function formatLatencyRow(size: number, iters: number, s: LatencyStats): 
   return sprintf(REPORT_FMT_LAT, size, iters, s.tMin, s.tMax, s.tTypical, s.tAvg, s.tStdev, s.p99, s.p999) + RESULT_EXT;
 }
 
+/** One -D latency row (with RESULT_EXT): size, iterations inside the window, t_avg, tps. */
+export function formatLatencyDurationRow(size: number, d: DurationLatency): string {
+  return sprintf(REPORT_FMT_LAT_DUR, size, d.iters, d.tAvg, d.tps) + RESULT_EXT;
+}
+
+/**
+ * The `-H` dump, as print_report_lat prints it: `#, usec`, then `<n>, <sample>` per kept sample
+ * (1-based, sorted ascending, `%d, %g`). perftest prints it before the row and then repeats
+ * RESULT_LINE and the header (see `formatHistogramTrailer`).
+ */
+export function formatHistogram(samplesUsec: readonly number[], units = 'usec'): string {
+  const lines = [`#, ${units}\n`];
+  for (let i = 0; i < samplesUsec.length; i++) lines.push(sprintf('%d, %g\n', i + 1, samplesUsec[i]));
+  return lines.join('');
+}
+
+/**
+ * What perftest prints after a `-H` dump in full output: RESULT_LINE and the header again (-H
+ * exists only without -D: duration mode keeps no samples to dump).
+ */
+export function formatHistogramTrailer(): string {
+  return RESULT_LINE + formatHeader('lat');
+}
+
 /** One bandwidth row (with RESULT_EXT); six decimals for Gb/sec below 0.1, as perftest's inc_accuracy. */
 export function formatBwRow(s: BwStats): string {
   const fmt = s.unit === 'Gb' && s.bwAvg < 0.1 ? REPORT_FMT_EXT : REPORT_FMT;
   return sprintf(fmt, s.size, s.iters, s.bwPeak, s.bwAvg, s.msgRateMpps) + RESULT_EXT;
 }
 
-/** What `--output=<kind>` prints: one `%lf\n` number (t_typical, bw_avg or MsgRate), for scripts. */
-export function formatOutputValue(kind: 'latency' | 'bandwidth' | 'message_rate', s: LatencyStats | BwStats): string {
-  const v = 'tTypical' in s ? s.tTypical : kind === 'message_rate' ? s.msgRateMpps : s.bwAvg;
+/**
+ * What `--output=<kind>` prints: one `%lf\n` number (t_typical, -D t_avg, bw_avg or MsgRate),
+ * for scripts.
+ */
+export function formatOutputValue(
+  kind: 'latency' | 'bandwidth' | 'message_rate',
+  s: LatencyStats | DurationLatency | BwStats,
+): string {
+  const v = 'tTypical' in s ? s.tTypical : 'tps' in s ? s.tAvg : kind === 'message_rate' ? s.msgRateMpps : s.bwAvg;
   return sprintf('%lf\n', v);
 }
 
@@ -126,7 +162,10 @@ export function jsonTestName(info: TestInfo): string {
  * entry per message size — perftest reopens the file with O_TRUNC per size, so under -a only the
  * last size survives; pvio keeps them all. Numbers carry the table's precision.
  */
-export function formatJson(info: TestInfo, rows: ReadonlyArray<LatencyRowJson | BwStats>): string {
+export function formatJson(
+  info: TestInfo,
+  rows: ReadonlyArray<LatencyRowJson | LatencyDurationRowJson | BwStats>,
+): string {
   const testInfo: Record<string, string | number> = {
     test: jsonTestName(info),
     Dual_port: 'OFF',
@@ -145,25 +184,32 @@ export function formatJson(info: TestInfo, rows: ReadonlyArray<LatencyRowJson | 
   testInfo.rdma_cm_QPs = 'OFF';
   testInfo.Data_ex_method = 'store';
   const results = rows.map((r) =>
-    'stats' in r
+    'dur' in r
       ? {
           MsgSize: r.size,
-          n_iterations: r.iters,
-          t_min: round('%.2f', r.stats.tMin),
-          t_max: round('%.2f', r.stats.tMax),
-          t_typical: round('%.2f', r.stats.tTypical),
-          t_avg: round('%.2f', r.stats.tAvg),
-          t_stdev: round('%.2f', r.stats.tStdev),
-          percentile_99: round('%.2f', r.stats.p99),
-          'percentile_99.9': round('%.2f', r.stats.p999),
+          n_iterations: r.dur.iters,
+          t_avg: round('%.2f', r.dur.tAvg),
+          tps_average: round('%.2f', r.dur.tps),
         }
-      : {
-          MsgSize: r.size,
-          n_iterations: r.iters,
-          BW_peak: round('%.2f', r.bwPeak),
-          BW_average: round('%.2f', r.bwAvg),
-          MsgRate: round('%.6f', r.msgRateMpps),
-        },
+      : 'stats' in r
+        ? {
+            MsgSize: r.size,
+            n_iterations: r.iters,
+            t_min: round('%.2f', r.stats.tMin),
+            t_max: round('%.2f', r.stats.tMax),
+            t_typical: round('%.2f', r.stats.tTypical),
+            t_avg: round('%.2f', r.stats.tAvg),
+            t_stdev: round('%.2f', r.stats.tStdev),
+            percentile_99: round('%.2f', r.stats.p99),
+            'percentile_99.9': round('%.2f', r.stats.p999),
+          }
+        : {
+            MsgSize: r.size,
+            n_iterations: r.iters,
+            BW_peak: round('%.2f', r.bwPeak),
+            BW_average: round('%.2f', r.bwAvg),
+            MsgRate: round('%.6f', r.msgRateMpps),
+          },
   );
   return `${JSON.stringify({ test_info: testInfo, results }, null, 2)}\n`;
 }
@@ -173,4 +219,10 @@ export interface LatencyRowJson {
   readonly size: number;
   readonly iters: number;
   readonly stats: LatencyStats;
+}
+
+/** A -D latency result (keys MsgSize, n_iterations, t_avg, tps_average in JSON). */
+export interface LatencyDurationRowJson {
+  readonly size: number;
+  readonly dur: DurationLatency;
 }

@@ -121,6 +121,56 @@ export function latencyFromSamples(samples: readonly number[], opts: LatencyOpti
   };
 }
 
+/**
+ * The `-H` dump (print_report_lat with r_flag->histogram): the samples perftest keeps — sorted
+ * ascending, the LAT_MEASURE_TAIL largest dropped — each in usec after rtt_factor, i.e. exactly
+ * the values the row's statistics were computed from.
+ */
+export function latencyHistogram(samples: readonly number[], opts: LatencyOptions): number[] {
+  if (samples.length < LAT_MEASURE_TAIL + 1) {
+    throw pvError(
+      'PV_ERR_INVALID_ARG',
+      `latency needs at least ${LAT_MEASURE_TAIL + 1} samples, got ${samples.length}`,
+    );
+  }
+  if (!(opts.ticksPerUsec > 0)) throw pvError('PV_ERR_INVALID_ARG', 'ticksPerUsec must be positive');
+  const q = opts.ticksPerUsec * opts.rttFactor;
+  return [...samples]
+    .sort((a, b) => a - b)
+    .slice(0, samples.length - LAT_MEASURE_TAIL)
+    .map((d) => d / q);
+}
+
+/** A duration-mode (-D) latency row: no sample array exists, only a count over a window. */
+export interface DurationLatency {
+  /** Iterations completed inside the measurement window (the row's #iterations). */
+  readonly iters: number;
+  /** usec per iteration after rtt_factor. */
+  readonly tAvg: number;
+  /** Iterations (transactions) per second, not divided by rtt_factor. */
+  readonly tps: number;
+}
+
+/**
+ * print_report_lat_duration: over the window between the warm-up and cool-down margins,
+ * `t_avg = window_usec / rtt_factor / iters` and `tps = iters / window_seconds`.
+ */
+export function latencyFromDuration(opts: {
+  readonly iters: number;
+  readonly elapsedTicks: number;
+  readonly ticksPerUsec: number;
+  readonly rttFactor: 1 | 2;
+}): DurationLatency {
+  if (!Number.isInteger(opts.iters) || opts.iters < 1) {
+    throw pvError('PV_ERR_INVALID_ARG', `no iteration completed inside the measurement window (${opts.iters})`);
+  }
+  if (!(opts.elapsedTicks > 0) || !(opts.ticksPerUsec > 0)) {
+    throw pvError('PV_ERR_INVALID_ARG', 'elapsedTicks and ticksPerUsec must be positive');
+  }
+  const usec = opts.elapsedTicks / opts.ticksPerUsec;
+  return { iters: opts.iters, tAvg: usec / opts.rttFactor / opts.iters, tps: opts.iters / (usec / 1e6) };
+}
+
 /** One bandwidth row's numbers. `bwPeak` is 0 when the peak is not measured (-D, -N), as perftest prints. */
 export interface BwStats {
   readonly size: number;

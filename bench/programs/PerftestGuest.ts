@@ -1,87 +1,82 @@
 /**
- * perftest's RDMA WRITE tests as a guest program, unchanged across transports. Two guests,
+ * perftest's six RC tests as one guest program, unchanged across transports: `write_lat`,
+ * `write_bw`, `read_lat`, `read_bw`, `send_lat`, `send_bw` (ib_*_lat / ib_*_bw). Two guests,
  * "server" and "client", exchange QPN/rkey/address through the store (perftest's out-of-band
- * exchange), then:
+ * exchange), pre-post receives when the test uses SEND, meet once more when both QPs are in RTS,
+ * run the test's loop (perftest/LatencyLoops.ts, perftest/BandwidthLoops.ts), and trade an end
+ * record before closing so neither tears down a QP the other still uses. Servers that loop until
+ * the client is finished (send_bw; the ping-pongs under -D) learn it from a one-way "done" notice
+ * the client publishes after its loop (Session.ts, `needsDoneNotice`).
  *
- *  - `write_lat` (ib_write_lat's `run_iter_lat_write`): each side RDMA-WRITEs its buffer into
- *    the peer's, with the last byte carrying the iteration count, and waits until its own last
- *    byte shows the peer's count (spinning, then sleeping on that word — the NIC wakes it). The
- *    client timestamps every post; samples are the deltas between posts (one round trip each).
- *  - `write_bw` (ib_write_bw): the client keeps `txDepth` WRITEs of `size` bytes in flight,
- *    signaling every `cqMod`-th, until `iters` have completed; the server waits for the end.
- *
- * Returns raw samples (µs) and totals; statistics are computed by the caller.
+ * Returns raw samples (µs) or timestamps and totals; statistics are computed by the caller.
  */
 
 import * as ibv from '../../frontend/verbs/index.js';
+import { pvError } from '../../protocol/errors.js';
 import type { DomainEnv } from '../../protocol/Program.js';
-import { Access, SendFlags, WcStatus, WrOpcode, wcStatusName } from '../../protocol/rdma/Verbs.js';
-import { adaptiveWait } from '../../protocol/wait.js';
+import { Access, SendFlags } from '../../protocol/rdma/Verbs.js';
+import { runBandwidth } from './perftest/BandwidthLoops.js';
+import { runLatency } from './perftest/LatencyLoops.js';
+import {
+  DEF_RX_DEPTH,
+  LAT_SPIN_BUDGET,
+  needsDoneNotice,
+  type PerftestArgs,
+  type PerftestResult,
+  type PerftestTestName,
+  recvWr,
+  type Session,
+} from './perftest/Session.js';
 
-/** Arguments of the program. */
-export interface PerftestArgs {
-  readonly test: 'write_lat' | 'write_bw';
-  readonly size: number;
-  readonly iters: number;
-  readonly txDepth?: number;
-  readonly cqMod?: number;
-  /** Messages up to this size are posted INLINE (payload copied into the WQE), as perftest's -I. */
-  readonly inlineSize?: number;
-  /** Polls of the awaited word before sleeping (write_lat). */
-  readonly spinBudget?: number;
-  /** Tag to keep store exchange names unique when a scenario runs several tests. */
-  readonly tag?: string;
-}
-
-/** What the client returns. */
-export interface PerftestResult {
-  readonly role: 'client' | 'server';
-  readonly transport: string;
-  readonly test: string;
-  readonly size: number;
-  readonly iters: number;
-  /** write_lat: round-trip samples in µs (iters − 1 deltas between posts). */
-  readonly rttUs?: number[];
-  /** write_bw: seconds from the first post to the last completion. */
-  readonly seconds?: number;
-  /** write_bw (client): per-message post times, ms (performance.now()). */
-  readonly tposted?: number[];
-  /**
-   * write_bw (client): per-message completion times, ms — each message covered by a CQE gets that
-   * CQE's poll time (only every cqMod-th message is signaled), as perftest's peak needs.
-   */
-  readonly tcompleted?: number[];
-}
+export type { PerftestArgs, PerftestResult, PerftestTestName } from './perftest/Session.js';
 
 const ACCESS = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ;
+/** How long an exchange may wait for the peer; the scenario's own timeout is the real bound. */
+const DAY_MS = 86_400_000;
+const TESTS: readonly PerftestTestName[] = ['write_lat', 'write_bw', 'read_lat', 'read_bw', 'send_lat', 'send_bw'];
 
-function check(wc: ibv.Wc): void {
-  if (wc.status !== WcStatus.SUCCESS) throw new Error(`work request ${wc.wrId} failed: ${wcStatusName(wc.status)}`);
+function validate(a: PerftestArgs): void {
+  if (!TESTS.includes(a.test)) throw pvError('PV_ERR_INVALID_ARG', `unknown perftest test '${String(a.test)}'`);
+  if (!Number.isInteger(a.size) || a.size < 1) throw pvError('PV_ERR_INVALID_ARG', `size ${a.size} must be ≥ 1`);
+  if (a.durationS === undefined && (!Number.isInteger(a.iters) || a.iters < 3)) {
+    // A latency row needs iters − 1 > LAT_MEASURE_TAIL samples; bandwidth at least one message.
+    throw pvError('PV_ERR_INVALID_ARG', `iters ${a.iters} must be an integer ≥ 3 (or give durationS)`);
+  }
 }
 
-export default async function main(env: DomainEnv): Promise<PerftestResult> {
-  const a = env.args as unknown as PerftestArgs & { self: 'client' | 'server'; peers: Record<string, number> };
-  const role = a.self;
-  const peer = a.peers[role === 'client' ? 'server' : 'client'];
+async function openSession(env: DomainEnv, a: PerftestArgs): Promise<Session> {
+  const role = (env.args as { self: 'client' | 'server' }).self;
+  const peers = (env.args as { peers: Record<string, number> }).peers;
+  const peer = peers[role === 'client' ? 'server' : 'client'];
   const size = a.size;
-  const txDepth = Math.min(a.txDepth ?? (a.test === 'write_bw' ? 128 : 1), a.iters);
+  const isBw = a.test.endsWith('_bw');
+  const usesRecv = a.test.startsWith('send_');
+  // INVARIANT: validate() ran, so under iteration mode a.iters ≥ 3 bounds the clamps below.
+  const cap = a.durationS === undefined ? a.iters : Number.POSITIVE_INFINITY;
+  const txDepth = Math.min(a.txDepth ?? (isBw ? 128 : 1), cap);
   const cqMod = Math.max(1, Math.min(a.cqMod ?? 100, txDepth));
+  const rxDepth = usesRecv ? (a.rxDepth ?? DEF_RX_DEPTH) : 0;
   const tag = a.tag ?? `${a.test}-${size}`;
-  const inlineSize = a.inlineSize ?? 0;
-  const inline = size <= inlineSize ? SendFlags.INLINE : 0;
+  const inlineSize = a.test.startsWith('read_') ? 0 : (a.inlineSize ?? 0);
 
   const ctx = await ibv.openDevice(env);
   const pd = ibv.allocPd(ctx);
-  // Two halves, as perftest's write_lat: we send from the first and the peer writes into the second.
   const half = Math.ceil(Math.max(size, 64) / 4096) * 4096;
-  const bufBytes = 2 * half;
-  const buf = ctx.allocBuffer(bufBytes);
-  const mr = ibv.regMr(pd, buf, bufBytes, ACCESS);
-  const cq = ibv.createCq(ctx, Math.max(txDepth * 2, 16));
+  const buf = ctx.allocBuffer(2 * half);
+  const mr = ibv.regMr(pd, buf, 2 * half, ACCESS);
+  const scq = ibv.createCq(ctx, Math.max(txDepth * 2, 16));
+  // Room for every posted receive: a CQ that overflows loses completions (and fails the run).
+  const rcq = ibv.createCq(ctx, Math.max(rxDepth + 16, 16));
   const qp = ibv.createQp(pd, {
-    sendCq: cq,
-    recvCq: cq,
-    cap: { maxSendWr: Math.max(txDepth, 16), maxRecvWr: 16, maxSendSge: 1, maxRecvSge: 1, maxInlineData: inlineSize },
+    sendCq: scq,
+    recvCq: rcq,
+    cap: {
+      maxSendWr: Math.max(txDepth, 16),
+      maxRecvWr: Math.max(rxDepth, 16),
+      maxSendSge: 1,
+      maxRecvSge: 1,
+      maxInlineData: inlineSize,
+    },
     sqSigAll: false,
   });
   const remote = await ibv.exchangeConnInfo(env, {
@@ -90,121 +85,78 @@ export default async function main(env: DomainEnv): Promise<PerftestResult> {
     info: { lid: ctx.portId, qpn: qp.qpNum, rkey: mr.rkey, addr: buf },
   });
   ibv.connectRcQp(qp, { destQpNum: remote.qpn, dlid: remote.lid }, ACCESS);
-  await ibv.exchangeConnInfo(env, { peerDomid: peer, name: `pt-${tag}-rts`, info: { ready: 1 } });
 
-  const wcs = Array.from({ length: 64 }, () => ibv.emptyWc());
-  let result: PerftestResult;
-  if (a.test === 'write_lat') {
-    const mem = ctx.memory.view(buf, bufBytes);
-    const last = size - 1;
-    const pollAt = half + size - 1;
-    // The Int32 word holding the polled byte: where the NIC's write lands last and notifies.
-    const wordIdx = (mem.byteOffset + pollAt) >> 2;
-    const words = new Int32Array(mem.buffer);
-    const spinBudget = a.spinBudget ?? 20000;
-    const wr: ibv.SendWr = {
-      wrId: 1,
-      opcode: WrOpcode.RDMA_WRITE,
-      sendFlags: SendFlags.SIGNALED | inline,
-      sgList: [{ addr: buf, length: size, lkey: mr.lkey }],
-      remoteAddr: remote.addr + half,
-      rkey: remote.rkey,
-    };
-    const posts = new Float64Array(a.iters);
-    let rcnt = 0;
-    let scnt = 0;
-    let outstanding = 0;
-    while (scnt < a.iters || rcnt < a.iters) {
-      // The server answers only after it received; the client sends first.
-      if (scnt < a.iters && outstanding < 16 && (role === 'client' ? rcnt === scnt : rcnt > scnt)) {
-        mem[last] = (scnt + 1) & 0xff;
-        if (role === 'client') posts[scnt] = performance.now();
-        ibv.postSend(qp, wr);
-        scnt++;
-        outstanding++;
-      }
-      if (rcnt < a.iters && (role === 'client' ? rcnt < scnt : true)) {
-        const want = (rcnt + 1) & 0xff;
-        if (mem[pollAt] === want) rcnt++;
-        else if (outstanding === 0) {
-          // ORDERING: snapshot the word, re-check the byte, then wait for the word to change;
-          // the NIC stores the payload before it notifies the word, so no wake-up is lost.
-          const w = Atomics.load(words, wordIdx);
-          if (mem[pollAt] !== want) adaptiveWait(words, wordIdx, w, spinBudget, 1000);
-        }
-      }
-      if (outstanding > 0) {
-        const n = ibv.pollCq(cq, wcs.length, wcs);
-        for (let i = 0; i < n; i++) check(wcs[i]);
-        outstanding -= n;
-      }
-    }
-    while (outstanding > 0) {
-      const n = ibv.pollCq(cq, wcs.length, wcs);
-      for (let i = 0; i < n; i++) check(wcs[i]);
-      outstanding -= n;
-      if (n === 0) ibv.waitCq(cq, { timeoutMs: 1000 });
-    }
-    const rttUs: number[] = [];
-    for (let i = 1; i < a.iters; i++) rttUs.push((posts[i] - posts[i - 1]) * 1000);
-    result = {
-      role,
-      transport: ctx.transport,
-      test: a.test,
-      size,
-      iters: a.iters,
-      rttUs: role === 'client' ? rttUs : undefined,
-    };
-  } else {
-    let seconds = 0;
-    let tposted: number[] | undefined;
-    let tcompleted: number[] | undefined;
-    if (role === 'client') {
-      const posts = new Float64Array(a.iters);
-      const comps = new Float64Array(a.iters);
-      const wrs: ibv.SendWr[] = [];
-      for (let i = 0; i < txDepth; i++) {
-        wrs.push({
-          wrId: i,
-          opcode: WrOpcode.RDMA_WRITE,
-          sendFlags: 0,
-          sgList: [{ addr: buf, length: size, lkey: mr.lkey }],
-          remoteAddr: remote.addr,
-          rkey: remote.rkey,
-        });
-      }
-      let posted = 0;
-      let completed = 0;
-      const t0 = performance.now();
-      while (completed < a.iters) {
-        while (posted < a.iters && posted - completed < txDepth) {
-          const w = wrs[posted % txDepth];
-          // Signal every cqMod-th WR and the last one, as perftest does.
-          w.sendFlags = ((posted + 1) % cqMod === 0 || posted + 1 === a.iters ? SendFlags.SIGNALED : 0) | inline;
-          w.wrId = posted;
-          posts[posted] = performance.now();
-          ibv.postSend(qp, w);
-          posted++;
-        }
-        const n = ibv.pollCq(cq, wcs.length, wcs);
-        const now = n > 0 ? performance.now() : 0;
-        for (let i = 0; i < n; i++) {
-          check(wcs[i]);
-          const upTo = wcs[i].wrId + 1;
-          for (let k = completed; k < upTo; k++) comps[k] = now;
-          completed = upTo;
-        }
-        if (n === 0 && !ibv.waitCq(cq, { timeoutMs: 1000 })) {
-          env.log(`write_bw: no completion for 1 s (posted ${posted}, completed ${completed})`);
-        }
-      }
-      seconds = (performance.now() - t0) / 1000;
-      tposted = Array.from(posts);
-      tcompleted = Array.from(comps);
-    }
-    result = { role, transport: ctx.transport, test: a.test, size, iters: a.iters, seconds, tposted, tcompleted };
-  }
-  await ibv.exchangeConnInfo(env, { peerDomid: peer, name: `pt-${tag}-end`, info: { done: 1 } });
-  await ibv.closeDevice(ctx);
-  return result;
+  let peerDone = false;
+  let doneError: unknown;
+  let doneP: Promise<void> | undefined;
+  // The peer may be a whole run away (a long -n or -D): wait as long as the scenario lets us.
+  const exchange = (name: string) =>
+    ibv.exchangeConnInfo(env, { peerDomid: peer, name: `pt-${tag}-${name}`, info: { [name]: 1 }, timeoutMs: DAY_MS });
+  const s: Session = {
+    env,
+    args: a,
+    role,
+    tag,
+    ctx,
+    mr,
+    buf,
+    half,
+    size,
+    scq,
+    rcq,
+    qp,
+    remoteAddr: remote.addr,
+    remoteRkey: remote.rkey,
+    inline: size <= inlineSize ? SendFlags.INLINE : 0,
+    txDepth,
+    cqMod,
+    rxDepth,
+    spinBudget: a.spinBudget ?? (isBw ? ibv.DEFAULT_SPIN_BUDGET : LAT_SPIN_BUDGET),
+    wcs: Array.from({ length: 64 }, () => ibv.emptyWc()),
+    done() {
+      doneP ??= exchange('done').then(
+        () => {
+          peerDone = true;
+        },
+        (err: unknown) => {
+          doneError = err;
+          throw err;
+        },
+      );
+      return doneP;
+    },
+    get peerDone() {
+      if (doneError !== undefined) throw doneError;
+      return peerDone;
+    },
+    end: () => exchange('end').then(() => {}),
+  };
+  // Receives go up before the peer may send: the RTS exchange below orders them before any SEND.
+  const initial = Array.from({ length: rxDepth }, (_, i) => recvWr(s, i));
+  if (initial.length > 0) ibv.postRecv(qp, initial);
+  await ibv.exchangeConnInfo(env, { peerDomid: peer, name: `pt-${tag}-rts`, info: { ready: 1 } });
+  return s;
+}
+
+export default async function main(env: DomainEnv): Promise<PerftestResult> {
+  const a = env.args as unknown as PerftestArgs;
+  validate(a);
+  const s = await openSession(env, a);
+  const notice = needsDoneNotice(a);
+  // The server watches for the notice while it loops; a failure surfaces through s.peerDone.
+  if (notice && s.role === 'server') s.done().catch(() => {});
+  const r = a.test.endsWith('_lat') ? await runLatency(s) : await runBandwidth(s);
+  if (notice && s.role === 'client') await s.done();
+  await s.end();
+  await ibv.closeDevice(s.ctx);
+  const { iters: ran, ...measured } = r;
+  return {
+    role: s.role,
+    transport: s.ctx.transport,
+    test: a.test,
+    size: a.size,
+    iters: a.durationS === undefined ? a.iters : ran,
+    // Only the client measures; the server's loop counts are of no use to the caller.
+    ...(s.role === 'client' ? measured : {}),
+  };
 }

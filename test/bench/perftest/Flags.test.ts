@@ -5,6 +5,8 @@ const WRITE_LAT: PerftestTest = { verb: 'write', kind: 'lat' };
 const WRITE_BW: PerftestTest = { verb: 'write', kind: 'bw' };
 const SEND_BW: PerftestTest = { verb: 'send', kind: 'bw' };
 const READ_LAT: PerftestTest = { verb: 'read', kind: 'lat' };
+const READ_BW: PerftestTest = { verb: 'read', kind: 'bw' };
+const SEND_LAT: PerftestTest = { verb: 'send', kind: 'lat' };
 
 function rejects(argv: string[], message: string | RegExp, test: PerftestTest = WRITE_BW) {
   assert.throws(
@@ -33,7 +35,7 @@ describe('perftest Flags: defaults (perftest_parameters.h)', () => {
     assert.deepEqual(c.modes, ['paravirt']);
     assert.equal(c.fabric, 'ideal');
     assert.equal(c.deviceEngine, 'inline');
-    assert.equal(c.spinUs, 0);
+    assert.equal(c.spinUs, undefined, 'no --spin-us: the guest keeps its own spin budgets');
     assert.equal(c.duration, undefined);
     assert.equal(c.noPeak, false);
   });
@@ -87,7 +89,6 @@ describe('perftest Flags: defaults (perftest_parameters.h)', () => {
         '-F',
         '-I',
         '64',
-        '-H',
         '--output=bandwidth',
         '--out_json_file',
         'x.json',
@@ -106,7 +107,7 @@ describe('perftest Flags: defaults (perftest_parameters.h)', () => {
     assert.equal(c.reportGbits, true);
     assert.equal(c.ignoreCpuFreq, true);
     assert.equal(c.inlineSize, 64);
-    assert.equal(c.histogram, true);
+    assert.equal(c.histogram, false);
     assert.equal(c.output, 'bandwidth');
     assert.equal(c.outJson, true);
     assert.equal(c.outJsonFile, 'x.json');
@@ -114,6 +115,43 @@ describe('perftest Flags: defaults (perftest_parameters.h)', () => {
     assert.equal(c.fabric, 'pcie3-x8-ntb');
     assert.equal(c.spinUs, 50);
     assert.equal(c.deviceEngine, 'dedicated');
+  });
+});
+
+describe('perftest Flags: read and send tests (ib_read_*, ib_send_*)', () => {
+  it('ib_read_bw: 65536 B, 1000 iters (DEF_ITERS_WB is write only), tx depth 128, no inline', () => {
+    const c = parsePerftestFlags([], READ_BW);
+    assert.deepEqual(c.sizes, [65536]);
+    assert.equal(c.iters, 1000);
+    assert.equal(c.txDepth, 128);
+    assert.equal(c.cqMod, 1, 'size > 8192 drops moderation to 1');
+    assert.equal(c.inlineSize, 0);
+  });
+
+  it('ib_send_lat: size 2, 1000 iters, tx depth 1, inline 236 (RC send default)', () => {
+    const c = parsePerftestFlags([], SEND_LAT);
+    assert.deepEqual(c.sizes, [2]);
+    assert.equal(c.iters, 1000);
+    assert.equal(c.txDepth, 1);
+    assert.equal(c.cqMod, 1);
+    assert.equal(c.inlineSize, 236);
+  });
+
+  it('-H on latency tests, -D on every test, -I 0 accepted on read', () => {
+    assert.equal(parsePerftestFlags(['-H'], READ_LAT).histogram, true);
+    assert.equal(parsePerftestFlags(['--report-histogrm'], SEND_LAT).histogram, true);
+    const d = parsePerftestFlags(['-D', '3', '-f', '1'], READ_BW);
+    assert.equal(d.duration, 3);
+    assert.equal(d.margin, 1);
+    assert.equal(d.iters, 0);
+    assert.equal(d.noPeak, true);
+    assert.equal(parsePerftestFlags(['-I', '0'], READ_BW).inlineSize, 0);
+  });
+
+  it('--spin-us: absent is undefined (defaults), 0 means never spin', () => {
+    assert.equal(parsePerftestFlags([], SEND_BW).spinUs, undefined);
+    assert.equal(parsePerftestFlags(['--spin-us', '0'], SEND_BW).spinUs, 0);
+    assert.equal(parsePerftestFlags(['--spin-us=25'], READ_LAT).spinUs, 25);
   });
 });
 
@@ -139,5 +177,13 @@ describe('perftest Flags: rejections (PV_ERR_CONFIG with perftest messages)', ()
     rejects(['-t', '0'], /TX depth/);
     rejects(['-Q', '0'], /CQ moderation/);
     rejects(['-I', '16'], /Inline/, READ_LAT);
+    rejects(['-I', '1'], /Inline/, READ_BW);
   });
+  it('-H outside latency tests', () => {
+    rejects(['-H'], 'Available only on Latency tests', WRITE_BW);
+    rejects(['-H'], 'Available only on Latency tests', SEND_BW);
+    rejects(['-H'], 'Available only on Latency tests', READ_BW);
+  });
+  it('--spin-us must be a non-negative integer', () =>
+    rejects(['--spin-us=1.5'], /invalid value for --spin-us/, WRITE_LAT));
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { fixed, sprintf } from '../../../bench/perftest/Printf.js';
+import { fixed, general, significant, sprintf } from '../../../bench/perftest/Printf.js';
 
 describe('perftest Printf: C printf semantics for the conversions perftest rows use', () => {
   const cases: ReadonlyArray<readonly [string, readonly (number | bigint | string)[], string]> = [
@@ -51,6 +51,46 @@ describe('perftest Printf: C printf semantics for the conversions perftest rows 
     assert.equal(fixed(2.675, 2), '2.67');
     assert.equal(fixed(0.1 + 0.2, 2), '0.30');
     assert.equal(fixed(1.0051, 2), '1.01');
+  });
+
+  // Expected strings were produced by glibc's printf (gcc, x86-64) for the same doubles.
+  it('%g: fixed notation when -4 <= X < P, exponent notation otherwise, trailing zeros stripped', () => {
+    const g: ReadonlyArray<readonly [string, number, string]> = [
+      ['%g', 0.81, '0.81'],
+      ['%g', 12.3456789, '12.3457'],
+      ['%g', 1234567, '1.23457e+06'],
+      ['%g', 100000, '100000'],
+      ['%g', 1e6, '1e+06'],
+      ['%g', 0.0001, '0.0001'],
+      ['%g', 0.00001234, '1.234e-05'],
+      ['%g', 0, '0'],
+      ['%g', -2.5, '-2.5'],
+      ['%g', 9.9999996, '10'],
+      ['%g', 5e-324, '4.94066e-324'],
+      ['%g', 1.7976931348623157e308, '1.79769e+308'],
+      ['%.3g', 2.34567, '2.35'],
+      ['%.10g', 0.1, '0.1'],
+      ['%#g', 1, '1.00000'],
+      ['%#.3g', 100, '100.'],
+      ['%G', 1e-10, '1E-10'],
+      ['%-8g|', 1.5, '1.5     |'],
+      ['%8.3g|', 0.000123456, '0.000123|'],
+      ['%e', 1234.5, '1.234500e+03'],
+    ];
+    for (const [fmt, v, want] of g) assert.equal(sprintf(fmt, v), want, `${fmt} of ${v}`);
+    assert.equal(sprintf('%d, %g\n', 7, 582.1105), '7, 582.111\n');
+  });
+
+  it('%g and %e round exact binary ties to even, like glibc', () => {
+    assert.equal(sprintf('%g', 123456.5), '123456');
+    assert.equal(sprintf('%g', 123457.5), '123458');
+    assert.equal(sprintf('%.0g', 2.5), '2');
+    assert.equal(sprintf('%.0e', 15), '2e+01');
+    assert.equal(sprintf('%.0e', 25), '2e+01');
+    assert.equal(general(0.5, 0), '0.5');
+    // Rounding that carries into a new digit moves the exponent: 9.9999996 -> 10.0000 (X = 1).
+    assert.deepEqual(significant(9.9999996, 6), { digits: '100000', exp: 1 });
+    assert.deepEqual(significant(0.000123456, 3), { digits: '123', exp: -4 });
   });
 
   it('prints nan and inf as C does', () => {

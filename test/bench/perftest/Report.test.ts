@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import {
+  BW_PEAK_WARNING,
   formatBwRow,
   formatHeader,
+  formatHistogram,
+  formatHistogramTrailer,
   formatJson,
+  formatLatencyDurationRow,
   formatLatencyRow,
   formatOutputValue,
   formatTestInfo,
@@ -14,7 +18,7 @@ import {
   type TestInfo,
   testTitle,
 } from '../../../bench/perftest/Report.js';
-import type { BwStats, LatencyStats } from '../../../bench/perftest/Stats.js';
+import type { BwStats, DurationLatency, LatencyStats } from '../../../bench/perftest/Stats.js';
 
 const LAT: LatencyStats = {
   measureCnt: 997,
@@ -37,6 +41,7 @@ const WRITE_LAT: TestInfo = {
   inlineSize: 220,
 };
 const WRITE_BW: TestInfo = { ...WRITE_LAT, kind: 'bw', txDepth: 128, cqMod: 100 };
+const DUR: DurationLatency = { iters: 1795, tAvg: 277.77, tps: 1800.02 };
 
 describe('perftest Report: golden strings (reference §1.3, perftest >= 24.07)', () => {
   it('RESULT_LINE is 87 dashes and a newline', () => {
@@ -122,7 +127,74 @@ describe('perftest Report: golden strings (reference §1.3, perftest >= 24.07)',
   });
 });
 
+describe('perftest Report: -D, -H and the read banner (golden strings)', () => {
+  it('-D latency: RESULT_FMT_LAT_DUR header and REPORT_FMT_LAT_DUR row (size, iterations, t_avg, tps)', () => {
+    assert.equal(formatHeader('lat', false, true), ' #bytes        #iterations       t_avg[usec]    tps average\n');
+    // " %-7lu       %lu            %-7.2f        %-7.2f"
+    assert.equal(formatLatencyDurationRow(64, DUR), ' 64            1795            277.77         1800.02\n');
+    assert.equal(
+      formatLatencyDurationRow(2, { iters: 5, tAvg: 0.5, tps: 12 }),
+      ' 2             5            0.50           12.00  \n',
+    );
+    assert.equal(formatOutputValue('latency', DUR), '277.770000\n', '--output=latency prints t_avg under -D');
+  });
+
+  it('-D bandwidth: the warning perftest prints while parsing, and peak 0.00 in the row', () => {
+    assert.equal(BW_PEAK_WARNING, " WARNING: BW peak won't be measured in this run.\n");
+    assert.equal(
+      formatBwRow({ ...BW, bwPeak: 0, iters: 437900 }),
+      ' 65536      437900           0.00               11755.06\t\t     0.188081\n',
+    );
+  });
+
+  it("-H: '#, usec' then '%d, %g' per kept sample, then RESULT_LINE and the header again", () => {
+    assert.equal(formatHistogram([0.5, 1, 12.3456789, 1234567]), '#, usec\n1, 0.5\n2, 1\n3, 12.3457\n4, 1.23457e+06\n');
+    assert.equal(formatHistogram([]), '#, usec\n');
+    assert.equal(formatHistogramTrailer(), `${RESULT_LINE}${RESULT_FMT_LAT}\n`);
+  });
+
+  it('read banner: RDMA_Read Latency Test with Outstand reads instead of Max inline data', () => {
+    const READ_LAT: TestInfo = {
+      verb: 'read',
+      kind: 'lat',
+      device: 'nic1',
+      transport: 'native',
+      txDepth: 1,
+      cqMod: 1,
+      outReads: 16,
+    };
+    assert.equal(
+      formatTestInfo(READ_LAT),
+      [
+        RESULT_LINE,
+        '                    RDMA_Read Latency Test\n',
+        ' Dual-port       : OFF\t\tDevice         : nic1\n',
+        ' Number of qps   : 1\t\tTransport type : native\n',
+        ' Connection type : RC\t\tUsing SRQ      : OFF\n',
+        ' TX depth        : 1\n',
+        ' Mtu             : 4096[B]\n',
+        ' Link type       : IB\n',
+        ' Outstand reads  : 16\n',
+        ' rdma_cm QPs\t : OFF\n',
+        ' Data ex. method : store\n',
+        RESULT_LINE,
+      ].join(''),
+    );
+    assert.equal(testTitle({ ...READ_LAT, kind: 'bw' }), 'RDMA_Read BW Test');
+    assert.equal(testTitle({ ...WRITE_LAT, verb: 'send' }), 'Send Latency Test');
+    const doc = JSON.parse(formatJson(READ_LAT, [{ size: 2, iters: 1000, stats: LAT }]));
+    assert.equal(doc.test_info.test, 'RDMA_Read_Latency_Test');
+    assert.equal(doc.test_info.Outstand_reads, 16);
+    assert.equal(doc.test_info.Max_inline_data, undefined);
+  });
+});
+
 describe('perftest Report: JSON (--out_json), one results entry per size', () => {
+  it('-D latency: keys MsgSize, n_iterations, t_avg, tps_average; n_iterations is the window count', () => {
+    const doc = JSON.parse(formatJson(WRITE_LAT, [{ size: 64, dur: DUR }]));
+    assert.deepEqual(doc.results, [{ MsgSize: 64, n_iterations: 1795, t_avg: 277.77, tps_average: 1800.02 }]);
+  });
+
   it('latency: valid JSON, quoted keys, perftest key names, an array of every size', () => {
     const text = formatJson(WRITE_LAT, [
       { size: 2, iters: 1000, stats: LAT },

@@ -3,8 +3,10 @@ import {
   bandwidthFromCompletions,
   bandwidthFromTotals,
   LAT_MEASURE_TAIL,
+  latencyFromDuration,
   latencyFromPostTimes,
   latencyFromSamples,
+  latencyHistogram,
   rttFactor,
 } from '../../../bench/perftest/Stats.js';
 
@@ -89,6 +91,48 @@ describe('perftest Stats: latency exactly as print_report_lat', () => {
     assert.throws(() => latencyFromSamples([1, 2, 3], { ticksPerUsec: 0, rttFactor: 1 }), {
       code: 'PV_ERR_INVALID_ARG',
     });
+  });
+});
+
+describe('perftest Stats: -H dump and -D latency (print_report_lat, print_report_lat_duration)', () => {
+  it('-H dumps the kept samples: sorted, the top LAT_MEASURE_TAIL dropped, divided by rtt_factor', () => {
+    assert.deepEqual(
+      latencyHistogram([5, 1, 3, 2, 4, 100, 50], { ticksPerUsec: 1, rttFactor: 2 }),
+      [0.5, 1, 1.5, 2, 2.5],
+    );
+    assert.deepEqual(latencyHistogram([3000, 1000, 2000, 9000, 8000], { ticksPerUsec: 1000, rttFactor: 1 }), [1, 2, 3]);
+    assert.throws(() => latencyHistogram([1, 2], { ticksPerUsec: 1, rttFactor: 1 }), { code: 'PV_ERR_INVALID_ARG' });
+  });
+
+  it('-D: t_avg = window usec / rtt_factor / iters; tps = iters / window seconds (no rtt_factor)', () => {
+    // 1000 round trips in 2000 usec: 2 usec per round trip, 1 usec one way; 500000 per second.
+    const w = latencyFromDuration({ iters: 1000, elapsedTicks: 2000, ticksPerUsec: 1, rttFactor: 2 });
+    assert.deepEqual(w, { iters: 1000, tAvg: 1, tps: 500_000 });
+    // A read's sample is its round trip: rtt_factor 1 keeps it whole; tps is unchanged.
+    const r = latencyFromDuration({ iters: 1000, elapsedTicks: 2000, ticksPerUsec: 1, rttFactor: 1 });
+    assert.equal(r.tAvg, 2);
+    assert.equal(r.tps, 500_000);
+    // Seconds as ticks (what pvio's guest returns): 250 iterations in 0.5 s.
+    const sec = latencyFromDuration({ iters: 250, elapsedTicks: 0.5, ticksPerUsec: 1e-6, rttFactor: 2 });
+    close(sec.tAvg, 1000);
+    close(sec.tps, 500);
+  });
+
+  it('-D: an empty window or a non-positive time is refused, not reported as Infinity', () => {
+    assert.throws(() => latencyFromDuration({ iters: 0, elapsedTicks: 1, ticksPerUsec: 1, rttFactor: 2 }), {
+      code: 'PV_ERR_INVALID_ARG',
+    });
+    assert.throws(() => latencyFromDuration({ iters: 5, elapsedTicks: 0, ticksPerUsec: 1, rttFactor: 2 }), {
+      code: 'PV_ERR_INVALID_ARG',
+    });
+  });
+
+  it('-D bandwidth is average-only: peak 0, as perftest prints under duration', () => {
+    // 10000 messages of 4096 B in 0.5 s: 78.125 MiB/s, 0.02 Mpps.
+    const bw = bandwidthFromTotals({ size: 4096, iters: 10_000, elapsedTicks: 0.5, ticksPerSec: 1 });
+    assert.equal(bw.bwPeak, 0);
+    close(bw.bwAvg, 78.125);
+    close(bw.msgRateMpps, 0.02);
   });
 });
 
