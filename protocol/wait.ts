@@ -7,7 +7,13 @@
  * is descheduled burns its whole time slice (milliseconds). A budget of ≈ 1000 polls (≈ 10 µs)
  * is longer than a wake-up, so sleeps do not cascade; the budget is a parameter and is reported
  * with every result.
+ *
+ * Stage ledger: the whole wait — spin and sleep — is IDLE (StageLedger.ts). Both are time spent
+ * waiting for another thread, not work of the stage that called; counting the spin as that
+ * stage's would make a busy-polling backend look as if serving cost its whole idle time.
  */
+
+import { Stage, stages } from './stage/StageLedger.js';
 
 /** Result of a wait. */
 export type WaitResult = 'changed' | 'timed-out';
@@ -23,6 +29,22 @@ export function adaptiveWait(
   expected: number,
   spinBudget: number,
   timeoutMs = Number.POSITIVE_INFINITY,
+): WaitResult {
+  const prev = stages.enter(Stage.IDLE);
+  try {
+    return spinThenSleep(word, index, expected, spinBudget, timeoutMs);
+  } finally {
+    // Atomics.wait throws on a word that is not a shared Int32Array: restore the stage anyway.
+    stages.enter(prev);
+  }
+}
+
+function spinThenSleep(
+  word: Int32Array,
+  index: number,
+  expected: number,
+  spinBudget: number,
+  timeoutMs: number,
 ): WaitResult {
   for (let i = 0; i < spinBudget; i++) {
     // ORDERING: seq-cst load pairs with the waker's Atomics.store/add before its notify.
@@ -58,6 +80,15 @@ export class AdaptiveSpin {
 
   /** Waits like `adaptiveWait` and tunes the budget from the outcome. */
   wait(word: Int32Array, index: number, expected: number, timeoutMs = Number.POSITIVE_INFINITY): WaitResult {
+    const prev = stages.enter(Stage.IDLE);
+    try {
+      return this._wait(word, index, expected, timeoutMs);
+    } finally {
+      stages.enter(prev);
+    }
+  }
+
+  private _wait(word: Int32Array, index: number, expected: number, timeoutMs: number): WaitResult {
     const budget = this._budget;
     for (let i = 0; i < budget; i++) {
       // ORDERING: seq-cst load pairs with the waker's store before notify.

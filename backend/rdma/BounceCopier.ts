@@ -9,6 +9,7 @@
  */
 
 import type { GrantOps } from '../../protocol/Hypercalls.js';
+import { Stage, stages } from '../../protocol/stage/StageLedger.js';
 import { PAGE_SIZE } from '../../protocol/Types.js';
 import type { MrRec } from './GuestSession.js';
 import type { WrTracker } from './WrTracker.js';
@@ -50,6 +51,14 @@ export class BounceCopier {
    * index below names one of the MR's refs.
    */
   copy(slot: number, bounce: number, len: number, into: boolean): boolean {
+    // Stage ledger: the whole copy, page splitting included, is GRANT time (grant map/copy).
+    const prev = stages.enter(Stage.GRANT);
+    const ok = this._copy(slot, bounce, len, into);
+    stages.enter(prev);
+    return ok;
+  }
+
+  private _copy(slot: number, bounce: number, len: number, into: boolean): boolean {
     const t = this._t;
     const gs = this._gside;
     const os = this._oside;

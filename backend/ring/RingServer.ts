@@ -14,6 +14,7 @@
 import { type ErrorCode, PvError } from '../../protocol/errors.js';
 import type { EvtchnOps } from '../../protocol/Hypercalls.js';
 import type { BackRing } from '../../protocol/ring/BackRing.js';
+import { Stage, stages } from '../../protocol/stage/StageLedger.js';
 import type { EvtchnPort } from '../../protocol/Types.js';
 
 /**
@@ -175,6 +176,8 @@ export class RingServer {
   }
 
   private _finalCheck(): boolean {
+    // Stage ledger: re-arming req_event before a sleep is ring work.
+    const prev = stages.enter(Stage.RING);
     let pending = false;
     for (const r of this._rings.values()) {
       if (r.dead) continue;
@@ -184,47 +187,69 @@ export class RingServer {
         this._halt(r, err);
       }
     }
+    stages.enter(prev);
     return pending;
   }
 
+  /**
+   * Stage ledger: once a ring has work, taking requests out of it, committing and pushing
+   * responses and the notify are RING; the handler runs in the caller's stage (HOME: backend),
+   * with its own GRANT / DEVICE sections. Looking at an empty ring is part of the serving loop.
+   */
   private _serveRing(r: ServedRing): number {
     const ring = r.ring;
     let done = 0;
+    let prev = Stage.HOME;
+    let entered = false;
     try {
       if (r.deferred) {
+        prev = stages.enter(Stage.RING);
+        entered = true;
         // INVARIANT: r.priv still holds the private copy of the deferred request.
-        if (!this._answer(r)) return 0;
+        if (!this._answer(r, prev)) return 0;
         r.deferred = false;
         done++;
       }
       let n = ring.unconsumedRequests();
+      if (n > 0 && !entered) {
+        prev = stages.enter(Stage.RING);
+        entered = true;
+      }
       if (n > this._batchLimit - done) n = this._batchLimit - done;
       for (let i = 0; i < n; i++) {
         ring.copyRequest(r.priv);
-        if (!this._answer(r)) {
+        if (!this._answer(r, prev)) {
           r.deferred = true;
           break;
         }
         done++;
       }
+      if (done === 0) return 0;
+      ring.counters.batches++;
+      ring.counters.batchedItems += done;
+      if (ring.pushResponses()) this._evtchn.notify(r.port);
+      return done;
     } catch (err) {
       // Handlers answer bad requests with error statuses; a throw here is a protocol violation
       // (producer overflow) or a backend bug, and only the ring it happened on is halted.
       this._halt(r, err);
       return done;
+    } finally {
+      if (entered) stages.enter(prev);
     }
-    if (done === 0) return 0;
-    ring.counters.batches++;
-    ring.counters.batchedItems += done;
-    if (ring.pushResponses()) this._evtchn.notify(r.port);
-    return done;
   }
 
-  /** Runs the handler on the private copy; commits the response unless it deferred. */
-  private _answer(r: ServedRing): boolean {
+  /**
+   * Runs the handler on the private copy (in stage `outer`, the loop's own); commits the
+   * response unless it deferred.
+   */
+  private _answer(r: ServedRing, outer: Stage): boolean {
     // INVARIANT: one response slot per consumed request (unconsumedRequests clamps to room).
     const slot = r.ring.nextResponseSlot();
-    if (r.handler(r.priv, r.ring.words, slot) === false) return false;
+    stages.enter(outer);
+    const ok = r.handler(r.priv, r.ring.words, slot) !== false;
+    stages.enter(Stage.RING);
+    if (!ok) return false;
     r.ring.commitResponse();
     return true;
   }

@@ -25,12 +25,24 @@ export interface DeviceEngineOptions {
   readonly wire: WireProfile;
   /** Polls before the idle engine sleeps. */
   readonly spinBudget: number;
+  /** The host's stage window: run the thread's stage ledger (a separate, instrumented run). */
+  readonly stageWindow?: SharedArrayBuffer;
+}
+
+/** What the thread spent, reported when it stops cleanly. */
+export interface DeviceThreadReport {
+  /** CPU time of the thread, ns. */
+  readonly cpuNs: number;
+  /** Its stage ledger (ns per stage; base DEVICE) when stages are instrumented. */
+  readonly stagesNs?: readonly number[];
 }
 
 /** The dedicated device thread, as the host sees it. */
 export class DeviceEngineThread {
   /** Set when the thread failed (its engine threw); the NICs then stop making progress. */
   error: Error | undefined;
+  /** CPU time and stage ledger, once the thread stopped cleanly (not if it was terminated). */
+  report: DeviceThreadReport | undefined;
   private readonly _worker: Worker;
   private readonly _port: MessagePort;
   private readonly _ctl: Int32Array;
@@ -59,6 +71,7 @@ export class DeviceEngineThread {
     });
     this._worker.on('message', (msg: EngineToHost) => {
       if (msg.type === 'ready') ready();
+      else if (msg.type === 'stopped') this.report = { cpuNs: msg.cpuNs, stagesNs: msg.stagesNs };
       else if (msg.type === 'error') this.error = fromWireError(msg.error);
     });
     this._worker.on('error', (err) => {

@@ -9,9 +9,12 @@
  * synchronously between engine runs (EngineControl.ts explains the handshake).
  */
 
+import { performance } from 'node:perf_hooks';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { toWireError } from '../../protocol/errors.js';
+import { Stage, stages } from '../../protocol/stage/StageLedger.js';
 import { domId } from '../../protocol/Types.js';
+import { threadCpuTime } from '../domain/CpuClock.js';
 import type { NicData } from '../domain/HostDevices.js';
 import { IommuContext } from '../iommu/IommuContext.js';
 import { MemoryDirectory } from '../memory/MemoryDirectory.js';
@@ -36,6 +39,8 @@ export interface DeviceWorkerData {
   readonly port: MessagePort;
   /** Memories of the domains that already exist. */
   readonly peers: ReadonlyArray<{ readonly domid: number; readonly buffer: SharedArrayBuffer }>;
+  /** The host's stage window: run the ledger (base DEVICE: this thread IS the device). */
+  readonly stageWindow?: SharedArrayBuffer;
 }
 
 function apply(directory: MemoryDirectory, msg: HostToEngine): void {
@@ -61,6 +66,15 @@ function run(): void {
   const host = parentPort;
   if (!host) return;
   const ctl = new Int32Array(data.control);
+  const cpu0 = threadCpuTime();
+  // Stage ledger: this thread IS the device, so its default stage is DEVICE (and its
+  // event-loop idle, if any, is IDLE).
+  if (data.stageWindow !== undefined) {
+    stages.enable(Stage.DEVICE, {
+      loopIdleMs: () => performance.eventLoopUtilization().idle,
+      window: data.stageWindow,
+    });
+  }
   try {
     const directory = new MemoryDirectory();
     for (const p of data.peers) directory.add(domId(p.domid), p.buffer);
@@ -84,7 +98,9 @@ function run(): void {
       Atomics.compareExchange(ctl, EngineWord.CONTROL, EngineControl.MESSAGES, EngineControl.RUN);
       drain(data.port, directory);
     }
-    host.postMessage({ type: 'stopped' } satisfies EngineToHost);
+    const stagesNs = stages.enabled ? stages.snapshot() : undefined;
+    const cpuNs = threadCpuTime().ns - cpu0.ns;
+    host.postMessage({ type: 'stopped', cpuNs, stagesNs } satisfies EngineToHost);
   } catch (err) {
     const wire = toWireError(err);
     host.postMessage({

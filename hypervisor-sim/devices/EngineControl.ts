@@ -48,5 +48,11 @@ export type HostToEngine =
 /** Device thread → host. */
 export type EngineToHost =
   | { readonly type: 'ready' }
-  | { readonly type: 'stopped' }
+  | {
+      readonly type: 'stopped';
+      /** CPU time of the device thread, ns (CpuClock.ts). */
+      readonly cpuNs: number;
+      /** Its stage ledger (ns per stage, base DEVICE) when the host instruments stages. */
+      readonly stagesNs?: readonly number[];
+    }
   | { readonly type: 'error'; readonly error: { code: string; message: string; stack?: string } };

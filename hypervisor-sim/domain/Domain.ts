@@ -5,6 +5,7 @@
 import type { Worker } from 'node:worker_threads';
 import { fromWireError, pvError } from '../../protocol/errors.js';
 import type { DeviceAttachment } from '../../protocol/Pci.js';
+import type { ThreadReport } from '../../protocol/stage/ThreadReports.js';
 import type { DomId } from '../../protocol/Types.js';
 import type { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
 import type { DomainToHost, HostToDomain } from './DomainWorker.js';
@@ -40,6 +41,10 @@ export interface DomainResult {
   readonly cpuNs: number;
   /** Where the CPU figure came from. */
   readonly cpuSource: string;
+  /** ns per stage (protocol/stage/StageLedger.ts order) when the host instruments stages. */
+  readonly stagesNs?: readonly number[];
+  /** Helper threads the program started (the tcp provider's NIC thread), with their CPU time. */
+  readonly threads?: readonly ThreadReport[];
 }
 
 /** Lifecycle states. */
@@ -81,7 +86,13 @@ export class Domain {
         if (echo) process.stdout.write(`[${name}] ${msg.line}\n`);
       } else if (msg.type === 'result') {
         this._finish('finished');
-        this._settle.resolve({ value: msg.value, cpuNs: msg.cpuNs, cpuSource: msg.cpuSource });
+        this._settle.resolve({
+          value: msg.value,
+          cpuNs: msg.cpuNs,
+          cpuSource: msg.cpuSource,
+          stagesNs: msg.stagesNs,
+          threads: msg.threads,
+        });
       } else if (msg.type === 'error') {
         this._finish('failed');
         const err = fromWireError(msg.error);

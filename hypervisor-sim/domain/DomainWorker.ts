@@ -6,11 +6,14 @@
  * program never sees this file: it only gets a `DomainEnv`.
  */
 
+import { performance } from 'node:perf_hooks';
 import type { MessagePort } from 'node:worker_threads';
 import { parentPort, workerData } from 'node:worker_threads';
 import { toWireError } from '../../protocol/errors.js';
 import type { Hypercalls } from '../../protocol/Hypercalls.js';
 import type { DomainEnv, DomainMain } from '../../protocol/Program.js';
+import { Stage, stages } from '../../protocol/stage/StageLedger.js';
+import { type ThreadReport, takeThreadReports } from '../../protocol/stage/ThreadReports.js';
 import { type DomId, domId } from '../../protocol/Types.js';
 import { EvtchnSpace, type EvtchnSpaceConfig } from '../evtchn/EvtchnSpace.js';
 import { SimEvtchnOps } from '../evtchn/SimEvtchnOps.js';
@@ -39,6 +42,11 @@ export interface DomainWorkerData {
   readonly peers: ReadonlyArray<{ readonly domid: number; readonly buffer: SharedArrayBuffer }>;
   /** Devices: the NICs to attach, the ones this domain owns, and pass-through attachments. */
   readonly devices: DomainDeviceData;
+  /**
+   * The host's stage window buffer (protocol/stage/StageLedger.ts), present when the host
+   * instruments stages: this thread then runs its ledger. Absent in measuring runs.
+   */
+  readonly stageWindow?: SharedArrayBuffer;
 }
 
 /** Messages from the host to a domain thread. */
@@ -49,7 +57,16 @@ export type HostToDomain =
 /** Messages from a domain thread to the host. */
 export type DomainToHost =
   | { readonly type: 'log'; readonly line: string }
-  | { readonly type: 'result'; readonly value: unknown; readonly cpuNs: number; readonly cpuSource: string }
+  | {
+      readonly type: 'result';
+      readonly value: unknown;
+      readonly cpuNs: number;
+      readonly cpuSource: string;
+      /** ns per stage from `main()` to its return or within the stage window, when instrumented. */
+      readonly stagesNs?: readonly number[];
+      /** Helper threads the program started (tcp NIC threads), as their owners filed them. */
+      readonly threads?: readonly ThreadReport[];
+    }
   | { readonly type: 'error'; readonly error: { code: string; message: string; stack?: string } };
 
 async function run(): Promise<void> {
@@ -107,13 +124,26 @@ async function run(): Promise<void> {
     if (typeof main !== 'function') {
       throw new Error(`program ${data.program} has no default export or main() to run`);
     }
+    // Stage ledger on from here: the program's module is loaded (compiling it is not a stage of
+    // any message), its `main` is what runs. HOME is this domain's own work (frontend in a guest,
+    // backend in the driver domain); event-loop idle (awaiting the store) is folded into IDLE.
+    if (data.stageWindow !== undefined) {
+      stages.enable(Stage.HOME, {
+        loopIdleMs: () => performance.eventLoopUtilization().idle,
+        window: data.stageWindow,
+      });
+    }
     const value = await main(env);
+    const stagesNs = stages.enabled ? stages.snapshot() : undefined;
     const end = threadCpuTime();
+    const threads = takeThreadReports();
     port.postMessage({
       type: 'result',
       value,
       cpuNs: end.ns - start.ns,
       cpuSource: end.source,
+      stagesNs,
+      threads: threads.length > 0 ? threads : undefined,
     } satisfies DomainToHost);
   } catch (err) {
     const wire = toWireError(err);

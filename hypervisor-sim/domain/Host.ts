@@ -19,6 +19,7 @@
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { pvError } from '../../protocol/errors.js';
 import type { StoreOps } from '../../protocol/Hypercalls.js';
+import { StageWindow } from '../../protocol/stage/StageLedger.js';
 import { DOM0, DOMID_MAX, type DomId, domId } from '../../protocol/Types.js';
 import { shutdownPath } from '../../protocol/xenbus/control.js';
 import { createDevicePaths, type DeviceSpec, removeDevicePaths } from '../../protocol/xenbus/XenbusPaths.js';
@@ -54,6 +55,12 @@ export interface HostOptions {
   readonly wire?: WireProfile;
   /** Polls the dedicated engine makes before it sleeps when idle (default 1000). */
   readonly engineSpinBudget?: number;
+  /**
+   * Run every domain's and the device thread's stage ledger (protocol/stage/StageLedger.ts) and
+   * return it with their results. It costs a clock read per stage switch, so a run that
+   * measures latency or bandwidth leaves it off and the breakdown comes from a separate run.
+   */
+  readonly instrumentStages?: boolean;
 }
 
 /** Default guest memory when a spec gives none: 16 MiB. */
@@ -75,11 +82,14 @@ export class Host {
   private readonly _domains = new Map<number, Domain>();
   private readonly _maxDomains: number;
   private readonly _echo: boolean;
+  /** The stage window every ledger of this host follows (when it instruments stages). */
+  readonly stageWindow: SharedArrayBuffer | undefined;
 
   constructor(opts: HostOptions = {}) {
     this.name = opts.name ?? 'host0';
     this._maxDomains = opts.maxDomains ?? 32;
     this._echo = opts.echoConsole ?? false;
+    this.stageWindow = opts.instrumentStages === true ? new SharedArrayBuffer(StageWindow.BYTES) : undefined;
     this.grants = GrantTableSpace.create({
       maxDomains: this._maxDomains,
       entriesPerDomain: opts.grantEntriesPerDomain ?? 16384,
@@ -97,6 +107,7 @@ export class Host {
             fabricLock: this.devices.fabricLock,
             wire: this.devices.wire,
             spinBudget: opts.engineSpinBudget ?? 1000,
+            stageWindow: this.stageWindow,
           })
         : undefined;
   }
@@ -149,6 +160,7 @@ export class Host {
       storePort: channel.port2,
       peers: this.domains().map((d) => ({ domid: d.domid, buffer: d.memory.buffer })),
       devices: this.devices.workerData(pci, attachments),
+      stageWindow: this.stageWindow,
     };
     // The owner's identity map is programmed before its thread can touch the device.
     this.devices.assign(id, memory.size, pci);

@@ -14,6 +14,7 @@
 
 import { pvError } from '../../protocol/errors.js';
 import type { EvtchnOps, WaitOptions } from '../../protocol/Hypercalls.js';
+import { Stage, stages } from '../../protocol/stage/StageLedger.js';
 import type { DomId, EvtchnPort } from '../../protocol/Types.js';
 import { adaptiveWait } from '../../protocol/wait.js';
 import {
@@ -197,6 +198,16 @@ export class SimEvtchnOps implements EvtchnOps {
    * `timeoutMs` passes. True if it changed (a futex wake: re-check ports, it may be spurious).
    */
   waitForEvent(snapshot: number, opts: WaitOptions): boolean {
+    // Stage ledger: the whole wait, waiter bookkeeping included, is IDLE (protocol/wait.ts).
+    const prev = stages.enter(Stage.IDLE);
+    try {
+      return this._wait(snapshot, opts);
+    } finally {
+      stages.enter(prev);
+    }
+  }
+
+  private _wait(snapshot: number, opts: WaitOptions): boolean {
     const w = this._words;
     // Spin phase (with a zero budget: one poll). Spinners do not count as sleepers, so a notify
     // while we only spin costs the notifier no Atomics.notify.

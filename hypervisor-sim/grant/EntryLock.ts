@@ -15,6 +15,8 @@
  * when the word was marked. Critical sections are a few loads and stores and never nest.
  */
 
+import { Stage, stages } from '../../protocol/stage/StageLedger.js';
+
 /** Set in a lock word when some thread may be sleeping on it. */
 export const LOCK_CONTENDED = 1 << 16;
 /** Low bits of a lock word: the holder (domid + 1, or the host's id). */
@@ -32,6 +34,16 @@ export function lockEntry(words: Int32Array, index: number, owner: number): void
 }
 
 function lockSlow(words: Int32Array, index: number, owner: number): void {
+  // Stage ledger: waiting for the holder is IDLE (contention only: the fast path never gets here).
+  const prev = stages.enter(Stage.IDLE);
+  try {
+    spinOrSleep(words, index, owner);
+  } finally {
+    stages.enter(prev);
+  }
+}
+
+function spinOrSleep(words: Int32Array, index: number, owner: number): void {
   for (let i = 0; i < LOCK_SPINS; i++) {
     // ORDERING: test before test-and-set keeps the cache line shared while it is held.
     if (Atomics.load(words, index) === 0 && Atomics.compareExchange(words, index, 0, owner) === 0) return;

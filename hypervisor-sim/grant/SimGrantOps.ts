@@ -18,6 +18,7 @@
 
 import { pvError } from '../../protocol/errors.js';
 import type { GrantCopyOp, GrantMapping, GrantOps, MapGrantOptions } from '../../protocol/Hypercalls.js';
+import { Stage, stages } from '../../protocol/stage/StageLedger.js';
 import {
   type DomId,
   domId,
@@ -169,6 +170,16 @@ export class SimGrantOps implements GrantOps {
    * also mapped in that device's IOMMU — read-only unless `writable` — at `deviceAddr`.
    */
   mapGrants(granter: DomId, refs: readonly GrantRef[], writable: boolean, opts?: MapGrantOptions): GrantMapping {
+    // Stage ledger: a map (and below, an unmap) is GRANT time wherever it is called from.
+    const prev = stages.enter(Stage.GRANT);
+    try {
+      return this._map(granter, refs, writable, opts);
+    } finally {
+      stages.enter(prev);
+    }
+  }
+
+  private _map(granter: DomId, refs: readonly GrantRef[], writable: boolean, opts?: MapGrantOptions): GrantMapping {
     const count = Array.isArray(refs) ? refs.length : 0;
     if (count === 0 || count > this._space.config.entriesPerDomain) {
       throw pvError('PV_ERR_INVALID_ARG', `map needs 1 … ${this._space.config.entriesPerDomain} refs, got ${count}`);
@@ -219,6 +230,15 @@ export class SimGrantOps implements GrantOps {
    * got back once the pins are gone.
    */
   unmapGrant(handle: MapHandle): void {
+    const prev = stages.enter(Stage.GRANT);
+    try {
+      this._unmap(handle);
+    } finally {
+      stages.enter(prev);
+    }
+  }
+
+  private _unmap(handle: MapHandle): void {
     const record = this._maptrack.get(handle);
     if (record === undefined) throw pvError('PV_ERR_GRANT_BAD_HANDLE', `domain ${this.domid}: no mapping ${handle}`);
     // The IOMMU extent goes first (generation bumped), then the pins.

@@ -26,6 +26,24 @@ export interface DomainOutcome {
   readonly value: unknown;
   readonly cpuNs: number;
   readonly console: readonly string[];
+  /**
+   * With `host.instrumentStages`: wall ns per stage of the domain's thread, indexed by `Stage`
+   * (protocol/stage/StageLedger.ts), from its `main()` to its return — or, when a program opened
+   * the host's stage window (`stages.openWindow()` / `closeWindow()`), within that window. HOME
+   * is the domain's own work: frontend in a guest, backend in the driver domain. Absent when not
+   * instrumented.
+   */
+  readonly stagesNs?: readonly number[];
+}
+
+/** A thread that is not a domain: the dedicated device thread, a tcp provider's NIC thread. */
+export interface DeviceThreadOutcome {
+  /** `device-engine`, or `tcp-nic <guest>/<device>`. */
+  readonly name: string;
+  /** CPU time of the thread, ns (-1 if it could not be read). */
+  readonly cpuNs: number;
+  /** With `host.instrumentStages`: ns per stage; the thread's own work is DEVICE (HOME is 0). */
+  readonly stagesNs?: readonly number[];
 }
 
 /** What a scenario run returns. */
@@ -37,6 +55,12 @@ export interface ScenarioResult {
   readonly elapsedMs: number;
   readonly deviceEngine: 'inline' | 'dedicated';
   readonly wire: string;
+  /**
+   * Threads outside the domains: the dedicated device thread (when `deviceEngine` is
+   * 'dedicated' and it stopped cleanly) and each tcp guest's NIC thread (filed by the guest when
+   * its provider closed; a guest that never closes its device reports none).
+   */
+  readonly deviceThreads?: readonly DeviceThreadOutcome[];
 }
 
 /** Options of a run. */
@@ -59,6 +83,7 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
     deviceEngine,
     wire,
     echoConsole: opts.echoConsole,
+    instrumentStages: spec.host?.instrumentStages === true,
   });
   const t0 = performance.now();
   try {
@@ -123,17 +148,27 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
       opts.timeoutMs ?? 600_000,
     );
     const backend = await withTimeout(host.shutdownDomain(dom0.domid), 30_000);
+    const elapsedMs = performance.now() - t0;
+    const counters = { nics: host.devices.metrics() };
+    // Every domain has finished: stopping the host now (again in `finally`, a no-op) lets the
+    // device thread report what it spent.
+    await host.shutdown();
     const out: Record<string, DomainOutcome> = {};
+    const threads: DeviceThreadOutcome[] = [];
+    const engine = host.engineThread?.report;
+    if (engine !== undefined) threads.push({ name: 'device-engine', ...engine });
     guests.forEach((g, i) => {
       out[g.spec.name] = outcome(g.domain.domid, results[i], g.domain.console);
+      for (const t of results[i].threads ?? []) threads.push(t);
     });
     return {
       guests: out,
       backend: outcome(dom0.domid, backend, dom0.console),
-      counters: { nics: host.devices.metrics() },
-      elapsedMs: performance.now() - t0,
+      counters,
+      elapsedMs,
       deviceEngine,
       wire: wire.name,
+      deviceThreads: threads.length > 0 ? threads : undefined,
     };
   } finally {
     await host.shutdown();
@@ -141,7 +176,8 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
 }
 
 function outcome(domid: number, r: DomainResult, console: readonly string[]): DomainOutcome {
-  return { domid, value: r.value, cpuNs: r.cpuNs, console };
+  const o = { domid, value: r.value, cpuNs: r.cpuNs, console };
+  return r.stagesNs === undefined ? o : { ...o, stagesNs: r.stagesNs };
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

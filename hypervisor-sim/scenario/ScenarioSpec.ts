@@ -38,6 +38,14 @@ export interface HostSpec {
   readonly deviceEngine?: 'inline' | 'dedicated';
   /** Wire model between NICs: `ideal` (no delay) or `ib-edr`. */
   readonly wire?: 'ideal' | 'ib-edr';
+  /**
+   * Run the per-stage time ledgers (frontend, ring + notify, backend, grant map/copy, device,
+   * fabric, idle) in every thread and return them (protocol/stage/StageLedger.ts; a guest program
+   * may bound them to its measured loop with `stages.openWindow()` / `closeWindow()`). A clock
+   * read per stage switch: keep it off in a run whose latency or bandwidth is reported, and get
+   * the breakdown from a separate run.
+   */
+  readonly instrumentStages?: boolean;
 }
 
 /** The driver domain's backend. */
@@ -76,6 +84,10 @@ export function validateScenario(spec: ScenarioSpec): void {
   }
   const wire = spec.host?.wire ?? 'ideal';
   if (wire !== 'ideal' && wire !== 'ib-edr') fail('host.wire', `must be 'ideal' or 'ib-edr', got '${wire}'`);
+  const instrument = spec.host?.instrumentStages;
+  if (instrument !== undefined && typeof instrument !== 'boolean') {
+    fail('host.instrumentStages', `must be a boolean, got ${JSON.stringify(instrument)}`);
+  }
   if (!Array.isArray(spec.guests) || spec.guests.length === 0) fail('guests', 'a scenario needs at least one guest');
   const names = new Set<string>();
   const owners = new Map<string, string>();

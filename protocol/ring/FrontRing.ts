@@ -59,6 +59,11 @@ export class FrontRing {
     return ringIndex(this._rspCons);
   }
 
+  /** Requests committed but not yet published by `pushRequests()`. */
+  get unpushed(): number {
+    return (this._reqProdPvt - this._reqProdPub) >>> 0;
+  }
+
   /** `RING_FREE_REQUESTS`: slots the front may still fill. */
   freeRequests(): number {
     return this.size - ((this._reqProdPvt - this._rspCons) >>> 0);

@@ -33,6 +33,7 @@ import {
   SendWqeWord,
   SGE_WORDS,
 } from '../../../protocol/rdma/Wqe.js';
+import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 import type { GuestPhysAddr } from '../../../protocol/Types.js';
 import type { PvChannel } from './PvChannel.js';
 
@@ -68,26 +69,38 @@ export class DataPoster {
     const wqe = this._wqe;
     encodeSendWqe(wqe, 0, wr);
     if (((wr.sendFlags ?? 0) & SendFlags.INLINE) !== 0) this._gatherInline(wr);
-    const w = this._ch.dataSlot();
-    const words = this._ch.data.words;
-    encodeDataHeader(words, w, PvDataOp.POST_SEND, qp);
-    const d = w + PV_DATA_HDR_WORDS;
-    for (let i = 0; i < SEND_WQE_USED_WORDS; i++) words[d + i] = wqe[i];
-    this._ch.data.commitRequest();
+    // Stage ledger: from here the WR is ring work (slot, header, copy, commit); dataSlot may
+    // wait for room (IDLE inside) or time out, hence the finally.
+    const prev = stages.enter(Stage.RING);
+    try {
+      const w = this._ch.dataSlot();
+      const words = this._ch.data.words;
+      encodeDataHeader(words, w, PvDataOp.POST_SEND, qp);
+      const d = w + PV_DATA_HDR_WORDS;
+      for (let i = 0; i < SEND_WQE_USED_WORDS; i++) words[d + i] = wqe[i];
+      this._ch.data.commitRequest();
+    } finally {
+      stages.enter(prev);
+    }
   }
 
   /** Queues one receive WR for QP `qp`. */
   postRecv(qp: number, wr: RecvWr): void {
     const wqe = this._wqe;
     encodeRecvWqe(wqe, 0, wr);
-    const w = this._ch.dataSlot();
-    const words = this._ch.data.words;
-    encodeDataHeader(words, w, PvDataOp.POST_RECV, qp);
-    const d = w + PV_DATA_HDR_WORDS;
-    for (let i = 0; i < RECV_WQE_WORDS; i++) words[d + i] = wqe[i];
-    // The rest of the slot is zero (no stale bytes reach the backend).
-    for (let i = d + RECV_WQE_WORDS; i < w + PV_DATA_SLOT_WORDS; i++) words[i] = 0;
-    this._ch.data.commitRequest();
+    const prev = stages.enter(Stage.RING);
+    try {
+      const w = this._ch.dataSlot();
+      const words = this._ch.data.words;
+      encodeDataHeader(words, w, PvDataOp.POST_RECV, qp);
+      const d = w + PV_DATA_HDR_WORDS;
+      for (let i = 0; i < RECV_WQE_WORDS; i++) words[d + i] = wqe[i];
+      // The rest of the slot is zero (no stale bytes reach the backend).
+      for (let i = d + RECV_WQE_WORDS; i < w + PV_DATA_SLOT_WORDS; i++) words[i] = 0;
+      this._ch.data.commitRequest();
+    } finally {
+      stages.enter(prev);
+    }
   }
 
   /** Moves up to `max` error completions of CQ `cq` into `out[start …]`; returns the count. */

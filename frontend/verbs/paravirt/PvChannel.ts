@@ -28,6 +28,7 @@ import {
 } from '../../../protocol/rdma/pv/PvConstants.js';
 import { FrontRing } from '../../../protocol/ring/FrontRing.js';
 import { initSharedRing, ringBytes } from '../../../protocol/ring/Layout.js';
+import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 import { type DomId, type EvtchnPort, type GrantRef, type GuestPhysAddr, gfnOf } from '../../../protocol/Types.js';
 
 /** Tuning and test hooks of a channel. */
@@ -112,6 +113,16 @@ export class PvChannel {
    * it, and returns a private copy of the next response's bytes. PV_ERR_TIMEOUT if none comes.
    */
   call(msg: Uint8Array): Uint8Array {
+    // Stage ledger: a control round trip is RING (the wait for the answer is IDLE inside).
+    const prev = stages.enter(Stage.RING);
+    try {
+      return this._call(msg);
+    } finally {
+      stages.enter(prev);
+    }
+  }
+
+  private _call(msg: Uint8Array): Uint8Array {
     const ring = this.ctrl;
     // A response left by a call that timed out is stale: drop it so slots do not run out.
     while (ring.unconsumedResponses() > 0) ring.consumeResponse();
@@ -159,16 +170,32 @@ export class PvChannel {
 
   /** Publishes queued data requests; notifies the backend only if it asked. */
   push(): void {
-    if (this.data.pushRequests()) this._hc.evtchn.notify(this.refs.port);
+    // Stage ledger: publishing and the notify are RING. With nothing queued this is a look
+    // (progress() calls it on every empty poll), so it reads no clock.
+    if (this.data.unpushed === 0) return;
+    const prev = stages.enter(Stage.RING);
+    try {
+      if (this.data.pushRequests()) this._hc.evtchn.notify(this.refs.port);
+    } finally {
+      // notify throws on a port that was closed under us: keep the ledger straight.
+      stages.enter(prev);
+    }
   }
 
   /** Takes every published data response off the ring, handing each to the sink. */
   drainData(): number {
     const ring = this.data;
     const n = ring.unconsumedResponses();
-    for (let i = 0; i < n; i++) {
-      this._sink(ring.words, ring.responseSlot());
-      ring.consumeResponse();
+    if (n === 0) return 0;
+    // Stage ledger: consuming responses is RING (an empty ring is a look, not ring work).
+    const prev = stages.enter(Stage.RING);
+    try {
+      for (let i = 0; i < n; i++) {
+        this._sink(ring.words, ring.responseSlot());
+        ring.consumeResponse();
+      }
+    } finally {
+      stages.enter(prev);
     }
     return n;
   }

@@ -33,6 +33,7 @@ import {
   SEND_WQE_SIZE,
   SEND_WQE_WORDS,
 } from '../../../protocol/rdma/Wqe.js';
+import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 import { type GuestPhysAddr, PAGE_SIZE } from '../../../protocol/Types.js';
 import type { ProviderCq, ProviderQp, ProviderQpInit } from '../Provider.js';
 import type { ControlClient } from './ControlClient.js';
@@ -269,6 +270,10 @@ export class GuestQueues {
   flush(): void {
     const d = this._dirty;
     if (d.length === 0) return;
+    // Stage ledger: handing the posted WQEs to the NIC thread — publishing the producer indices
+    // and the bell (a notify when it sleeps) — is this transport's ring + notify. Nothing here
+    // throws.
+    const prev = stages.enter(Stage.RING);
     const ctrl = this._client.ctrl;
     for (let i = 0; i < d.length; i++) {
       const q = d[i];
@@ -280,6 +285,7 @@ export class GuestQueues {
     }
     d.length = 0;
     this._client.ring();
+    stages.enter(prev);
   }
 
   private _markDirty(q: GuestQp): void {

@@ -30,6 +30,8 @@ import type { DomainEnv } from '../../../protocol/Program.js';
 import { NicCmd } from '../../../protocol/rdma/NicRegs.js';
 import type { QpAttr, QpState, RecvWr, SendWr } from '../../../protocol/rdma/Verbs.js';
 import { hi32, lo32 } from '../../../protocol/rdma/Wqe.js';
+import { stages } from '../../../protocol/stage/StageLedger.js';
+import { fileThreadReport } from '../../../protocol/stage/ThreadReports.js';
 import type { GuestPhysAddr } from '../../../protocol/Types.js';
 import type { ProviderCq, ProviderMr, ProviderQp, ProviderQpInit, VerbsProvider } from '../Provider.js';
 import { ControlClient } from './ControlClient.js';
@@ -119,6 +121,9 @@ export class TcpProvider implements VerbsProvider {
       ctrl,
       slabBytes: opts.slabBytes ?? 2 * 1024 * 1024,
       name: opts.name ?? 'tcp',
+      // The NIC thread is instrumented exactly when this (guest) thread is, in the same window.
+      instrumentStages: stages.enabled,
+      stageWindow: stages.window,
     };
     const worker = new Worker(new URL('./TcpHelperWorker.js', import.meta.url), { workerData: data });
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
@@ -135,6 +140,11 @@ export class TcpProvider implements VerbsProvider {
       });
     });
     worker.on('error', (err) => log(`tcp NIC thread failed: ${err.stack ?? err.message}`));
+    // What the NIC thread spent reaches the scenario through the domain's result (ThreadReports).
+    const name = `tcp-nic ${data.name}`;
+    worker.on('message', (m: TcpHelperMessage) => {
+      if (m.type === 'closed') fileThreadReport({ name, cpuNs: m.cpuNs, stagesNs: m.stagesNs });
+    });
     // A program that never calls close() must still be able to end its domain.
     worker.unref();
     const client = new ControlClient(ctrl, opts.spinBudget ?? 1000, opts.commandTimeoutMs ?? 10_000);

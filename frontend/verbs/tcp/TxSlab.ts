@@ -15,6 +15,7 @@
  */
 
 import type { Socket } from 'node:net';
+import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 
 /** In-flight write records kept at most (each flush makes at most two writes). */
 const MAX_WRITES = 1024;
@@ -108,7 +109,14 @@ export class TxSlab {
     this._ends[(this._endsHead + this._endsCount) % MAX_WRITES] = to;
     this._endsCount++;
     this._flushed = to;
-    if (!sock.write(this.buf.subarray(from, to), this._onWritten)) this._blocked = true;
+    // Stage ledger: handing bytes to the kernel (node:net tries the send syscall right here) is
+    // the tcp transport's FABRIC.
+    const prev = stages.enter(Stage.FABRIC);
+    try {
+      if (!sock.write(this.buf.subarray(from, to), this._onWritten)) this._blocked = true;
+    } finally {
+      stages.enter(prev);
+    }
     return true;
   }
 

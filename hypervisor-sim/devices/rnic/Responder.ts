@@ -18,6 +18,7 @@
 import { RNR_TIMER_UNIT_US, rqDoorbell } from '../../../protocol/rdma/NicRegs.js';
 import { Access, QpState, SendFlags, WcFlags, WcOpcode, WcStatus, WrOpcode } from '../../../protocol/rdma/Verbs.js';
 import { decodeRecvWqe, MAX_RECV_SGE, RECV_WQE_WORDS, type SendWqe } from '../../../protocol/rdma/Wqe.js';
+import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 import { errorWc, moveToErr, postCqe } from './Completion.js';
 import { CopyResult, copyInline, copySegments } from './DataMover.js';
 import { MetricSlot, QpCtx } from './DevLayout.js';
@@ -93,8 +94,11 @@ export function awaitRecv(
     // RNR_WAITERS and notifies when it is non-zero (Dekker pair: no lost wake-up).
     Atomics.add(pd, pq + QpCtx.RNR_WAITERS, 1);
     ctx.fabric.unlock();
+    // Stage ledger: an RNR back-off waits for the responder's driver: IDLE.
+    const prev = stages.enter(Stage.IDLE);
     // ORDERING: wait re-checks the doorbell word atomically against the producer we saw.
     if (timeoutMs > 0) Atomics.wait(p.bar, rqIndex, prod, timeoutMs);
+    stages.enter(prev);
     ctx.fabric.lock();
     // A destroyed (and maybe recreated) responder QP reset its waiter count: leave it alone.
     if (pd[pq + QpCtx.EPOCH] === pEpoch) Atomics.sub(pd, pq + QpCtx.RNR_WAITERS, 1);

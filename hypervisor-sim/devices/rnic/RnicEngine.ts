@@ -11,9 +11,10 @@
  */
 
 import { pvError } from '../../../protocol/errors.js';
+import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 import { DevWord, EngineSleep } from './DevLayout.js';
 import type { RnicDevice } from './RnicDevice.js';
-import { FabricWord } from './RnicFabric.js';
+import { FabricWord, type RnicFabric } from './RnicFabric.js';
 
 /** A shared word that asks the engine to return when non-zero. */
 export interface StopWord {
@@ -64,26 +65,41 @@ export function runRnicEngine(devices: RnicDevice[], stop: StopWord, spinBudget:
     let work = 0;
     for (const dev of devices) work += dev.poll();
     if (work > 0) continue;
-    let spins = 0;
-    while (spins < budget && unchanged(devices, seqs)) spins++;
-    if (spins < budget) continue;
-    if (single) {
-      const db = devices[0].doorbellWord;
-      setSleep(devices, EngineSleep.ON_DEVICE);
-      // ORDERING: wait re-checks DB_SEQ atomically against the snapshot.
-      if (!stopped(stop)) Atomics.wait(db.words, db.index, seqs[0], IDLE_SLEEP_MS);
-    } else {
-      // ORDERING: snapshot WAKE_SEQ before announcing the sleep, so a bump after it is seen.
-      const fseq = Atomics.load(fabric.words, FabricWord.WAKE_SEQ);
-      setSleep(devices, EngineSleep.ON_FABRIC);
-      if (unchanged(devices, seqs) && !stopped(stop)) {
-        // ORDERING: a doorbell after the re-check saw ON_FABRIC and bumps WAKE_SEQ past `fseq`;
-        // wait compares it atomically, so that bump either prevents or ends the sleep.
-        Atomics.wait(fabric.words, FabricWord.WAKE_SEQ, fseq, IDLE_SLEEP_MS);
-      }
-    }
-    setSleep(devices, EngineSleep.AWAKE);
+    // Stage ledger: from here to the next poll the engine waits for a doorbell: IDLE.
+    const prev = stages.enter(Stage.IDLE);
+    idle(devices, seqs, budget, single, fabric, stop);
+    stages.enter(prev);
   }
+}
+
+/** Spins `budget` polls on the doorbell words, then sleeps (see the file comment). */
+function idle(
+  devices: RnicDevice[],
+  seqs: Int32Array,
+  budget: number,
+  single: boolean,
+  fabric: RnicFabric,
+  stop: StopWord,
+): void {
+  let spins = 0;
+  while (spins < budget && unchanged(devices, seqs)) spins++;
+  if (spins < budget) return;
+  if (single) {
+    const db = devices[0].doorbellWord;
+    setSleep(devices, EngineSleep.ON_DEVICE);
+    // ORDERING: wait re-checks DB_SEQ atomically against the snapshot.
+    if (!stopped(stop)) Atomics.wait(db.words, db.index, seqs[0], IDLE_SLEEP_MS);
+  } else {
+    // ORDERING: snapshot WAKE_SEQ before announcing the sleep, so a bump after it is seen.
+    const fseq = Atomics.load(fabric.words, FabricWord.WAKE_SEQ);
+    setSleep(devices, EngineSleep.ON_FABRIC);
+    if (unchanged(devices, seqs) && !stopped(stop)) {
+      // ORDERING: a doorbell after the re-check saw ON_FABRIC and bumps WAKE_SEQ past `fseq`;
+      // wait compares it atomically, so that bump either prevents or ends the sleep.
+      Atomics.wait(fabric.words, FabricWord.WAKE_SEQ, fseq, IDLE_SLEEP_MS);
+    }
+  }
+  setSleep(devices, EngineSleep.AWAKE);
 }
 
 /** Asks an engine running `devices` to return, and wakes it. */

@@ -18,6 +18,7 @@ import { pvError } from '../../../protocol/errors.js';
 import type { MmioRegion } from '../../../protocol/Pci.js';
 import { NIC_CMD_WORDS, NicReg, nicBarSize } from '../../../protocol/rdma/NicRegs.js';
 import { QpState } from '../../../protocol/rdma/Verbs.js';
+import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 import { executeCommand } from './Commands.js';
 import { DevWord, QpCtx } from './DevLayout.js';
 import { runQp, setPending, wakeEngine } from './QpRunner.js';
@@ -95,22 +96,29 @@ export class RnicMmio implements MmioRegion {
       wakeEngine(ctx);
       return;
     }
+    // Stage ledger: the inline engine is DEVICE time of the doorbell writer's thread (a guest's
+    // for native/passthrough, dom0's for paravirt); waiting for the lock is IDLE (EntryLock.ts).
+    const prev = stages.enter(Stage.DEVICE);
     ctx.fabric.lock();
     try {
       runQp(ctx, qpn, Number.POSITIVE_INFINITY);
     } finally {
       ctx.fabric.unlock();
+      stages.enter(prev);
     }
   }
 
   private _command(): void {
     const ctx = this._ctx;
     let kick: number;
+    // Stage ledger: a command is device work, in whichever mode (it always runs in the writer).
+    const prev = stages.enter(Stage.DEVICE);
     ctx.fabric.lock();
     try {
       kick = executeCommand(ctx);
     } finally {
       ctx.fabric.unlock();
+      stages.enter(prev);
     }
     if (kick !== 0) this._schedule(kick);
   }

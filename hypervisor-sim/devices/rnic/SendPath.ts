@@ -19,6 +19,7 @@
 
 import { SendFlags, WcOpcode, WcStatus, WrOpcode } from '../../../protocol/rdma/Verbs.js';
 import { decodeSendWqe, MAX_INLINE_DATA, SEND_WQE_WORDS, type SendWqe } from '../../../protocol/rdma/Wqe.js';
+import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 import { errorWc, moveToErr, postCqe } from './Completion.js';
 import { MetricSlot, QpCtx } from './DevLayout.js';
 import { localIova } from './MrCheck.js';
@@ -145,7 +146,10 @@ export function executeWqe(ctx: RnicCtx, qpn: number, q: number, epoch: number):
       // The wire time passes before anything lands or completes; the lock is released so other
       // NICs and QPs run meanwhile (BUSY keeps this QP ours).
       ctx.fabric.unlock();
+      // Stage ledger: the modeled wire is FABRIC, taken out of DEVICE (delayNs cannot throw).
+      const prev = stages.enter(Stage.FABRIC);
       delayNs(ns);
+      stages.enter(prev);
       ctx.fabric.lock();
       if (!stillSending(ctx, q, epoch)) return false;
       // MRs may have been deregistered meanwhile: translate the SGEs again (same private copy).
