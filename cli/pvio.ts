@@ -13,6 +13,17 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
+  compare: {
+    summary: 'the headline: every transport side by side (perftest-style cells, ratios, CPU, stages, plots, report)',
+    usage:
+      'pvio compare [--quick] [--transports native,passthrough,paravirt,paravirt-copy,tcp] [--ops write,read,send] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report]',
+    run: async (argv) => (await import('../bench/compare/Compare.js')).compareMain(argv),
+  },
+  reproduce: {
+    summary: "re-run the seed papers' headline experiments: published figure beside pvio's, ratio shapes",
+    usage: 'pvio reproduce [--lat-iters N]',
+    run: async (argv) => (await import('../bench/compare/Reproduce.js')).reproduceMain(argv),
+  },
   quick: {
     summary: '64 B RDMA WRITE latency and 4 MiB bandwidth per transport, beside in-run floors',
     usage: 'pvio quick [--lat-iters N] [--bw-iters N] [--transports native,passthrough,paravirt,paravirt-copy,tcp]',
@@ -26,14 +37,38 @@ const COMMANDS: Record<string, Command> = {
   write_lat: {
     summary: 'ib_write_lat work-alike: RDMA WRITE ping-pong latency, perftest output and JSON',
     usage:
-      'pvio write_lat [-s SIZE | -a] [-n ITERS] [--mode paravirt,paravirt-copy,passthrough,native,tcp] [--output=latency] [--out_json [--out_json_file F]]',
+      'pvio write_lat [-s SIZE | -a] [-n ITERS | -D SECS [-f MARGIN]] [-H] [--mode paravirt,paravirt-copy,passthrough,native,tcp] [--spin-us N] [--output=latency] [--out_json [--out_json_file F]]',
     run: async (argv) => (await import('../bench/perftest/PerftestCommand.js')).perftestMain('write_lat', argv),
   },
   write_bw: {
     summary: 'ib_write_bw work-alike: RDMA WRITE bandwidth, perftest output and JSON',
     usage:
-      'pvio write_bw [-s SIZE | -a] [-n ITERS] [-t TX_DEPTH] [-Q CQ_MOD] [--report_gbits] [--mode M,...] [--output=bandwidth|message_rate] [--out_json [--out_json_file F]]',
+      'pvio write_bw [-s SIZE | -a] [-n ITERS | -D SECS [-f MARGIN]] [-t TX_DEPTH] [-Q CQ_MOD] [--report_gbits] [--mode M,...] [--spin-us N] [--output=bandwidth|message_rate] [--out_json [--out_json_file F]]',
     run: async (argv) => (await import('../bench/perftest/PerftestCommand.js')).perftestMain('write_bw', argv),
+  },
+  read_lat: {
+    summary: 'ib_read_lat work-alike: RDMA READ round-trip latency, perftest output and JSON',
+    usage:
+      'pvio read_lat [-s SIZE | -a] [-n ITERS | -D SECS [-f MARGIN]] [-H] [--mode M,...] [--spin-us N] [--output=latency] [--out_json [--out_json_file F]]',
+    run: async (argv) => (await import('../bench/perftest/PerftestCommand.js')).perftestMain('read_lat', argv),
+  },
+  read_bw: {
+    summary: 'ib_read_bw work-alike: RDMA READ bandwidth, perftest output and JSON',
+    usage:
+      'pvio read_bw [-s SIZE | -a] [-n ITERS | -D SECS [-f MARGIN]] [-t TX_DEPTH] [-Q CQ_MOD] [--report_gbits] [--mode M,...] [--spin-us N] [--output=bandwidth|message_rate] [--out_json [--out_json_file F]]',
+    run: async (argv) => (await import('../bench/perftest/PerftestCommand.js')).perftestMain('read_bw', argv),
+  },
+  send_lat: {
+    summary: 'ib_send_lat work-alike: SEND/RECV ping-pong latency, perftest output and JSON',
+    usage:
+      'pvio send_lat [-s SIZE | -a] [-n ITERS | -D SECS [-f MARGIN]] [-H] [-I INLINE] [--mode M,...] [--spin-us N] [--output=latency] [--out_json [--out_json_file F]]',
+    run: async (argv) => (await import('../bench/perftest/PerftestCommand.js')).perftestMain('send_lat', argv),
+  },
+  send_bw: {
+    summary: 'ib_send_bw work-alike: SEND/RECV bandwidth (512 receives kept posted), perftest output and JSON',
+    usage:
+      'pvio send_bw [-s SIZE | -a] [-n ITERS | -D SECS [-f MARGIN]] [-t TX_DEPTH] [-Q CQ_MOD] [--report_gbits] [--mode M,...] [--spin-us N] [--output=bandwidth|message_rate] [--out_json [--out_json_file F]]',
+    run: async (argv) => (await import('../bench/perftest/PerftestCommand.js')).perftestMain('send_bw', argv),
   },
   'ring-bench': {
     summary: 'ring ping-pong and throughput over real Workers, beside in-run hand-off floors',

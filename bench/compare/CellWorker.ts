@@ -1,0 +1,165 @@
+/**
+ * One cell of `pvio compare`, run inside a piscina worker so that the main thread (progress,
+ * printing) never shares a thread with a measurement, and cells run one after another by default
+ * (pool concurrency 1) so they do not disturb each other. A cell is a fresh two-guest scenario —
+ * its own host, NICs, driver domain and guests — running the perftest guest program; the worker
+ * turns the raw samples into perftest's statistics and returns plain JSON.
+ *
+ * The same task, with `instrument` set, runs the per-stage breakdown: the scenario's stage ledgers
+ * are on (every thread attributes its wall time to frontend / ring+notify / backend / grant /
+ * device / fabric / idle), which costs a clock read per switch — so those runs are separate from
+ * the measuring runs and their latencies are never reported.
+ */
+
+import { runScenario, type ScenarioResult } from '../../hypervisor-sim/scenario/Scenario.js';
+import { Stage } from '../../protocol/stage/StageLedger.js';
+import { bandwidthFromCompletions, latencyFromSamples, rttFactor } from '../perftest/Stats.js';
+import type { PerftestArgs, PerftestResult } from '../programs/PerftestGuest.js';
+import { summarize } from '../stats/Summary.js';
+import type { CellPlan } from './Matrix.js';
+import type { CellResult, DomainCpu, StageBreakdown, StageName } from './Results.js';
+
+const PROGRAM = new URL('../programs/PerftestGuest.js', import.meta.url);
+
+/** What the main thread sends for one cell. */
+export interface CellTask {
+  readonly plan: CellPlan;
+  readonly deviceEngine: 'inline' | 'dedicated';
+  /** Polls before a waiter sleeps (perftest guest and backend); undefined = their defaults. */
+  readonly spinBudget?: number;
+  /** Run with stage ledgers on and return a StageBreakdown instead of a CellResult. */
+  readonly instrument: boolean;
+}
+
+/** What comes back: a measured cell or an instrumented breakdown. */
+export type CellOutcome = { readonly cell: CellResult } | { readonly breakdown: StageBreakdown };
+
+/** perftest's CQ moderation: every 100th WR signaled, 1 above 8 KiB (force_dependencies). */
+function cqModOf(plan: CellPlan): number {
+  return plan.kind === 'bw' && plan.size <= 8192 ? Math.min(100, plan.txDepth) : 1;
+}
+
+async function runCell(task: CellTask): Promise<{ scenario: ScenarioResult; client: PerftestResult }> {
+  const { plan } = task;
+  const args: PerftestArgs = {
+    test: `${plan.op}_${plan.kind}` as PerftestArgs['test'],
+    size: plan.size,
+    iters: plan.iters,
+    txDepth: plan.txDepth,
+    cqMod: cqModOf(plan),
+    inlineSize: 0,
+    spinBudget: task.spinBudget,
+    tag: `${plan.transport}-${plan.op}-${plan.kind}-${plan.size}`,
+  };
+  const memoryMiB = Math.max(32, Math.ceil((4 * plan.size) / (1 << 20)) + 16);
+  const dev = (i: number) => (plan.transport === 'tcp' ? 'tcp0' : `nic${i}`);
+  const guest = (name: string, i: number) => ({
+    name,
+    program: PROGRAM,
+    memoryMiB,
+    args: args as unknown as Record<string, unknown>,
+    devices: [{ device: dev(i), transport: plan.transport }],
+  });
+  const scenario = await runScenario({
+    host: { deviceEngine: task.deviceEngine, instrumentStages: task.instrument },
+    backend: task.spinBudget === undefined ? undefined : { spinBudget: task.spinBudget },
+    guests: [guest('server', 0), guest('client', 1)],
+  });
+  return { scenario, client: scenario.guests.client.value as PerftestResult };
+}
+
+/** Per-domain CPU of a scenario, divided by the cell's messages. */
+function domainCpu(s: ScenarioResult, messages: number): DomainCpu[] {
+  const rows: Array<[string, number]> = [
+    ['client', s.guests.client.cpuNs],
+    ['server', s.guests.server.cpuNs],
+    ['dom0', s.backend.cpuNs],
+  ];
+  for (const d of s.deviceThreads ?? []) rows.push([d.name, d.cpuNs]);
+  return rows.map(([domain, cpuNs]) => ({ domain, cpuNs, nsPerMsg: cpuNs / messages }));
+}
+
+/** A thread's HOME time belongs to the component the thread is: guest, driver domain or device. */
+function addLedger(into: Record<StageName, number>, home: StageName, ns: readonly number[] | undefined): void {
+  if (ns === undefined) return;
+  into[home] += ns[Stage.HOME];
+  into['ring+notify'] += ns[Stage.RING];
+  into['grant map/copy'] += ns[Stage.GRANT];
+  into.device += ns[Stage.DEVICE];
+  into.fabric += ns[Stage.FABRIC];
+}
+
+function breakdownOf(task: CellTask, s: ScenarioResult, messages: number): StageBreakdown {
+  const total: Record<StageName, number> = {
+    frontend: 0,
+    'ring+notify': 0,
+    backend: 0,
+    'grant map/copy': 0,
+    device: 0,
+    fabric: 0,
+  };
+  addLedger(total, 'frontend', s.guests.client.stagesNs);
+  addLedger(total, 'frontend', s.guests.server.stagesNs);
+  addLedger(total, 'backend', s.backend.stagesNs);
+  for (const d of s.deviceThreads ?? []) addLedger(total, 'device', d.stagesNs);
+  const nsPerMsg = Object.fromEntries(Object.entries(total).map(([k, v]) => [k, v / messages])) as Record<
+    StageName,
+    number
+  >;
+  const { transport, op, kind, size } = task.plan;
+  return { transport, op, kind, size, messages, nsPerMsg, cpu: domainCpu(s, messages) };
+}
+
+function cellOf(task: CellTask, s: ScenarioResult, r: PerftestResult): CellResult {
+  const { plan } = task;
+  const base = { transport: plan.transport, op: plan.op, kind: plan.kind, size: plan.size };
+  const cpu = domainCpu(s, plan.iters);
+  if (plan.kind === 'lat') {
+    const factor = rttFactor(plan.op);
+    const samples = r.rttUs ?? [];
+    const stats = latencyFromSamples(samples, { ticksPerUsec: 1, rttFactor: factor });
+    const usec = summarize(samples.map((x) => x / factor));
+    return { ...base, lat: { iters: plan.iters, usec, tTypical: stats.tTypical }, cpu, elapsedMs: s.elapsedMs };
+  }
+  const stats = bandwidthFromCompletions({
+    size: plan.size,
+    ticksPerSec: 1000, // performance.now() milliseconds
+    tposted: r.tposted ?? [],
+    tcompleted: r.tcompleted ?? [],
+    cqMod: cqModOf(plan),
+  });
+  return {
+    ...base,
+    bw: {
+      iters: plan.iters,
+      txDepth: plan.txDepth,
+      avgMiBps: stats.bwAvg,
+      peakMiBps: stats.bwPeak,
+      mpps: stats.msgRateMpps,
+      seconds: r.seconds ?? 0,
+    },
+    cpu,
+    elapsedMs: s.elapsedMs,
+  };
+}
+
+/** The piscina task: runs one cell and never throws — a failure becomes the cell's `error`. */
+export default async function cellTask(task: CellTask): Promise<CellOutcome> {
+  const { transport, op, kind, size } = task.plan;
+  try {
+    const { scenario, client } = await runCell(task);
+    if (task.instrument) return { breakdown: breakdownOf(task, scenario, task.plan.iters) };
+    return { cell: cellOf(task, scenario, client) };
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    const error = { code: e.code ?? 'PV_ERR_UNKNOWN', message: e.message ?? String(err) };
+    if (task.instrument) {
+      return { breakdown: { transport, op, kind, size, messages: 0, nsPerMsg: zeroStages(), cpu: [], error } };
+    }
+    return { cell: { transport, op, kind, size, cpu: [], elapsedMs: 0, error } };
+  }
+}
+
+function zeroStages(): Record<StageName, number> {
+  return { frontend: 0, 'ring+notify': 0, backend: 0, 'grant map/copy': 0, device: 0, fabric: 0 };
+}

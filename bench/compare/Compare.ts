@@ -1,0 +1,204 @@
+/**
+ * `pvio compare` — the headline: runs the matrix (transports × ops × {lat, bw} × sizes), each
+ * cell a fresh two-guest scenario in a piscina worker; measures the floors (thread hand-off round
+ * trip spinning and with wait/notify, memcpy bandwidth) in the same run; prints one side-by-side
+ * table with ratios to native, passthrough and the floors, the per-domain CPU and the per-stage
+ * breakdown; writes results/<timestamp>/ (JSON, SVG and PNG plots, Markdown report).
+ *
+ *   pvio compare [--quick] [--transports a,b] [--ops write,read,send] [--kinds lat,bw] [--sizes 64,4096]
+ *                [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal] [--spin-us N]
+ *                [--out DIR] [--no-breakdown] [--no-report]
+ */
+
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pvError } from '../../protocol/errors.js';
+import { measureHandoff, measureMemcpy } from '../floor/Floor.js';
+import { SPIN_POLLS_PER_US } from '../perftest/PerftestCommand.js';
+import { writeReport } from '../report/WriteReport.js';
+import { CellRunner } from './CellRunner.js';
+import { ALL_OPS, ALL_TRANSPORTS, planBreakdown, planMatrix } from './Matrix.js';
+import { Progress } from './Progress.js';
+import {
+  type CompareKind,
+  type CompareOp,
+  type CompareResults,
+  type CompareTransport,
+  RESULTS_SCHEMA,
+} from './Results.js';
+import { formatBreakdown, formatCells, formatCpu, formatPreamble } from './Table.js';
+
+/** Options of a comparison, as parsed from the command line. */
+export interface CompareOptions {
+  readonly quick: boolean;
+  readonly transports: readonly CompareTransport[];
+  readonly ops?: readonly CompareOp[];
+  readonly kinds?: readonly CompareKind[];
+  readonly sizes?: readonly number[];
+  readonly latIters?: number;
+  readonly bwBytes?: number;
+  readonly concurrency: number;
+  readonly deviceEngine: 'inline' | 'dedicated';
+  readonly fabric: 'ideal';
+  readonly spinUs: number;
+  readonly out?: string;
+  readonly breakdown: boolean;
+  readonly report: boolean;
+}
+
+function list<T extends string>(value: string | undefined, allowed: readonly T[], flag: string): T[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value.split(',').map((s) => s.trim());
+  for (const it of items) {
+    if (!(allowed as readonly string[]).includes(it)) {
+      throw pvError('PV_ERR_CONFIG', `${flag}: unknown value '${it}' (expected ${allowed.join(', ')})`);
+    }
+  }
+  return items as T[];
+}
+
+function positive(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < 1) {
+    throw pvError('PV_ERR_CONFIG', `${flag} needs a positive integer, got '${value}'`);
+  }
+  return Number(value);
+}
+
+/** Parses `pvio compare` flags (without node, script and command). */
+export function parseCompareFlags(argv: readonly string[]): CompareOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    strict: true,
+    options: {
+      quick: { type: 'boolean' },
+      transports: { type: 'string' },
+      ops: { type: 'string' },
+      kinds: { type: 'string' },
+      sizes: { type: 'string' },
+      'lat-iters': { type: 'string' },
+      'bw-mib': { type: 'string' },
+      concurrency: { type: 'string' },
+      'device-engine': { type: 'string' },
+      fabric: { type: 'string' },
+      'spin-us': { type: 'string' },
+      out: { type: 'string' },
+      'no-breakdown': { type: 'boolean' },
+      'no-report': { type: 'boolean' },
+    },
+  });
+  const fabric = values.fabric ?? 'ideal';
+  if (fabric === 'pcie3-x8-ntb') {
+    throw pvError(
+      'PV_ERR_NOT_SUPPORTED',
+      '--fabric pcie3-x8-ntb needs the PCIe fabric (issue 5), not built yet; use --fabric ideal',
+    );
+  }
+  if (fabric !== 'ideal') throw pvError('PV_ERR_CONFIG', `--fabric: unknown profile '${fabric}' (ideal|pcie3-x8-ntb)`);
+  const engine = values['device-engine'] ?? 'inline';
+  if (engine !== 'inline' && engine !== 'dedicated') {
+    throw pvError('PV_ERR_CONFIG', `--device-engine: '${engine}' (expected inline or dedicated)`);
+  }
+  const sizes = values.sizes?.split(',').map((s) => positive(s.trim(), '--sizes') as number);
+  const bwMiB = positive(values['bw-mib'], '--bw-mib');
+  return {
+    quick: values.quick === true,
+    transports: list(values.transports, ALL_TRANSPORTS, '--transports') ?? ALL_TRANSPORTS,
+    ops: list(values.ops, ALL_OPS, '--ops'),
+    kinds: list(values.kinds, ['lat', 'bw'] as const, '--kinds'),
+    sizes,
+    latIters: positive(values['lat-iters'], '--lat-iters'),
+    bwBytes: bwMiB === undefined ? undefined : bwMiB << 20,
+    concurrency: positive(values.concurrency, '--concurrency') ?? 1,
+    deviceEngine: engine,
+    fabric,
+    spinUs: values['spin-us'] === undefined ? 0 : (positive(values['spin-us'], '--spin-us') ?? 0),
+    out: values.out,
+    breakdown: values['no-breakdown'] !== true,
+    report: values['no-report'] !== true,
+  };
+}
+
+/** Spin budget in polls for the guests and the backend (the perftest commands' conversion). */
+function spinBudgetOf(spinUs: number): number | undefined {
+  return spinUs > 0 ? spinUs * SPIN_POLLS_PER_US : undefined;
+}
+
+function version(): string {
+  const url = new URL('../../../package.json', import.meta.url);
+  return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
+}
+
+/** Runs a comparison and returns its results (no printing of the tables, no files). */
+export async function runCompare(opts: CompareOptions, progressSink = process.stderr): Promise<CompareResults> {
+  const startedAt = new Date();
+  const plan = planMatrix(opts);
+  const stagePlan = opts.breakdown ? planBreakdown(opts.transports, opts.quick) : [];
+  const progress = new Progress(plan.length + stagePlan.length + 1, progressSink);
+
+  progress.start('floors: thread hand-off and memcpy');
+  const handoffSpinRttUs = await measureHandoff('spin');
+  const handoffWaitRttUs = await measureHandoff('wait', 500, 4);
+  const memcpyMiBps = measureMemcpy(4 << 20);
+  progress.done('floors', `hand-off ${handoffSpinRttUs.median.toFixed(2)} µs, memcpy ${memcpyMiBps.toFixed(0)} MiB/s`);
+
+  const runner = new CellRunner(opts.concurrency, opts.deviceEngine, spinBudgetOf(opts.spinUs), progress);
+  try {
+    const cells = await runner.cells(plan);
+    const breakdown = await runner.breakdowns(stagePlan);
+    progress.finish();
+    const cpu = cpus();
+    return {
+      schema: RESULTS_SCHEMA,
+      command: `pvio compare ${process.argv.slice(3).join(' ')}`.trim(),
+      startedAt: startedAt.toISOString(),
+      durationS: progress.elapsedS,
+      environment: {
+        cpuModel: cpu[0]?.model.trim() ?? 'unknown CPU',
+        cores: cpu.length,
+        node: process.version,
+        platform: `${process.platform}-${process.arch}`,
+        pvioVersion: version(),
+        fabric: opts.fabric,
+        spinUs: opts.spinUs,
+        deviceEngine: opts.deviceEngine,
+        concurrency: opts.concurrency,
+        quick: opts.quick,
+      },
+      floors: { handoffSpinRttUs, handoffWaitRttUs, memcpyMiBps },
+      cells,
+      breakdown,
+    };
+  } finally {
+    await runner.close();
+  }
+}
+
+/** `results/2026-11-22T18-40-01Z`: a directory name that sorts by time and is valid everywhere. */
+export function resultsDirName(d: Date): string {
+  return d
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replaceAll(':', '-');
+}
+
+/** The command: runs, prints the tables, writes the results directory. */
+export async function compareMain(argv: string[]): Promise<void> {
+  const opts = parseCompareFlags(argv);
+  const r = await runCompare(opts);
+  const out = process.stdout;
+  out.write(formatPreamble(r));
+  out.write(formatCells(r));
+  out.write(formatCpu(r));
+  out.write(formatBreakdown(r));
+  const failed = r.cells.filter((c) => c.error).length + r.breakdown.filter((b) => b.error).length;
+  if (opts.report) {
+    const dir = resolve(opts.out ?? join('results', resultsDirName(new Date(r.startedAt))));
+    const files = await writeReport(dir, r);
+    out.write(`\nwrote ${files.length} files to ${dir} (report: ${join(dir, 'report.md')})\n`);
+  }
+  out.write(`${r.cells.length} cells in ${r.durationS.toFixed(0)} s${failed > 0 ? `, ${failed} FAILED` : ''}\n`);
+  if (failed > 0) process.exitCode = 1;
+}

@@ -1,0 +1,151 @@
+/**
+ * `pvio reproduce` — re-runs the seed papers' headline experiments and prints, row by row, the
+ * published figure, pvio's measured figure from this run, and the SHAPE that can be compared
+ * across machines (a ratio between two I/O paths measured the same way). Absolute numbers differ
+ * by design — pvio runs on threads, the papers on InfiniBand/10 GbE/PCIe hardware — so a row is
+ * judged by its ratio. Rows whose feature is not built yet say so instead of printing a number.
+ *
+ * Sources (../shared/reference/rdma-perftest-lending.md §6).
+ */
+
+import { cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { pvError } from '../../protocol/errors.js';
+import { CellRunner } from './CellRunner.js';
+import type { CellPlan } from './Matrix.js';
+import { Progress } from './Progress.js';
+import type { CellResult, CompareKind, CompareOp, CompareTransport } from './Results.js';
+
+/** One side of a published comparison, and how pvio measures the same thing. */
+interface Side {
+  readonly label: string;
+  readonly published: string;
+  readonly transport: CompareTransport;
+  readonly op: CompareOp;
+  readonly kind: CompareKind;
+  readonly size: number;
+}
+
+/** A published experiment: ratio `a / b` of two figures. */
+export interface ReproRow {
+  readonly source: string;
+  readonly metric: string;
+  readonly a: Side;
+  readonly b: Side;
+  /** The published ratio a / b. */
+  readonly publishedRatio: number;
+  /** Set when pvio cannot run it yet: why, and which issue builds it. */
+  readonly notBuilt?: string;
+}
+
+const lat = (transport: CompareTransport, op: CompareOp, size = 64) => ({ transport, op, kind: 'lat' as const, size });
+const bw = (transport: CompareTransport, size: number) => ({
+  transport,
+  op: 'write' as const,
+  kind: 'bw' as const,
+  size,
+});
+
+/** The rows, in the order the reference lists them. */
+export const REPRO_ROWS: readonly ReproRow[] = [
+  {
+    source: 'Nanos & Koziris, "Towards an HPC I/O Framework for Clusters of VMs"',
+    metric: 'RDMA message latency: framework (split driver) vs TCP sockets',
+    a: { label: 'split driver', published: '28 µs', ...lat('paravirt', 'write') },
+    b: { label: 'TCP sockets', published: '77 µs', ...lat('tcp', 'write') },
+    publishedRatio: 28 / 77,
+  },
+  {
+    source: 'Xen2MX (cslab), 10 GbE',
+    metric: 'throughput: paravirtual vs directly attached',
+    a: { label: 'paravirtual', published: '1159 MB/s', ...bw('paravirt', 1 << 20) },
+    b: { label: 'direct', published: '1192 MB/s', ...bw('passthrough', 1 << 20) },
+    publishedRatio: 1159 / 1192,
+  },
+  {
+    source: 'VMware, "RDMA on vSphere" (DirectPath I/O, QDR IB)',
+    metric: 'passthrough: RDMA READ round trip vs SEND half round trip (polling)',
+    a: { label: 'RDMA Read', published: '3 µs', ...lat('passthrough', 'read') },
+    b: { label: 'Send', published: '1.75 µs', ...lat('passthrough', 'send') },
+    publishedRatio: 3 / 1.75,
+  },
+  {
+    source: "Markussen et al., CC'19 §7.4 (Device Lending, Optane 900P)",
+    metric: 'NVMe read latency: lent vs local (+<1 µs)',
+    a: { label: 'lent', published: 'local + 0.7 µs', ...lat('native', 'read') },
+    b: { label: 'local', published: '—', ...lat('native', 'read') },
+    publishedRatio: Number.NaN,
+    notBuilt: 'needs the PCIe fabric, NTB and the NVMe model (issue 5)',
+  },
+  {
+    source: "Markussen et al., CC'19 §7.4 / SRMPDS'18 (PXH830 NTB)",
+    metric: 'one-way RAM-to-RAM latency across an NTB (NTB adds 350–370 ns)',
+    a: { label: 'across NTB', published: '550–580 ns', ...lat('native', 'write') },
+    b: { label: 'local', published: '—', ...lat('native', 'write') },
+    publishedRatio: Number.NaN,
+    notBuilt: 'needs the PCIe fabric with NTB links (issue 5)',
+  },
+  {
+    source: "SmartIO, TOCS'21 (thesis, smartio.tex)",
+    metric: 'GPU/accelerator DMA-write throughput: lent vs local ("almost identical")',
+    a: { label: 'lent', published: '≈ local', ...bw('native', 4 << 20) },
+    b: { label: 'local', published: '—', ...bw('native', 4 << 20) },
+    publishedRatio: 1,
+    notBuilt: 'needs Device Lending and the accelerator model (issue 5)',
+  },
+];
+
+function figure(c: CellResult | undefined): number | undefined {
+  if (c === undefined || c.error) return undefined;
+  return c.lat ? c.lat.usec.median : c.bw?.avgMiBps;
+}
+
+function unit(s: Side): string {
+  return s.kind === 'lat' ? 'µs' : 'MiB/s';
+}
+
+/** Runs every buildable row's two sides and prints the comparison. */
+export async function reproduceMain(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { 'lat-iters': { type: 'string' } }, strict: true });
+  const latIters = values['lat-iters'] === undefined ? 5000 : Number(values['lat-iters']);
+  if (!Number.isInteger(latIters) || latIters < 10) throw pvError('PV_ERR_CONFIG', '--lat-iters needs an integer ≥ 10');
+  const plans = new Map<string, CellPlan>();
+  const key = (s: Side) => `${s.transport}/${s.op}/${s.kind}/${s.size}`;
+  for (const row of REPRO_ROWS) {
+    if (row.notBuilt) continue;
+    for (const s of [row.a, row.b]) {
+      const iters = s.kind === 'lat' ? latIters : 500;
+      plans.set(key(s), { ...s, iters, txDepth: s.kind === 'lat' ? 1 : 16 });
+    }
+  }
+  const progress = new Progress(plans.size);
+  const runner = new CellRunner(1, 'inline', undefined, progress);
+  let cells: CellResult[];
+  try {
+    cells = await runner.cells([...plans.values()]);
+  } finally {
+    await runner.close();
+  }
+  progress.finish();
+  const byKey = new Map(cells.map((c) => [key({ ...c, label: '', published: '' }), c]));
+  const out = process.stdout;
+  out.write(`pvio reproduce — ${cpus()[0]?.model.trim() ?? 'cpu'}, ${cpus().length} cores, Node ${process.version}\n`);
+  out.write("Published figures beside pvio's, same ratio (shape) on both sides; absolute numbers differ by design.\n");
+  for (const row of REPRO_ROWS) {
+    out.write(`\n${row.metric}\n  source: ${row.source}\n`);
+    if (row.notBuilt) {
+      out.write(`  published: ${row.a.label} ${row.a.published}; pvio: not built yet — ${row.notBuilt}\n`);
+      continue;
+    }
+    const a = figure(byKey.get(key(row.a)));
+    const b = figure(byKey.get(key(row.b)));
+    const fmt = (v: number | undefined, s: Side) => (v === undefined ? 'FAILED' : `${v.toFixed(2)} ${unit(s)}`);
+    out.write(
+      `  published: ${row.a.label} ${row.a.published} vs ${row.b.label} ${row.b.published} → ratio ${row.publishedRatio.toFixed(2)}\n`,
+    );
+    const ratio = a !== undefined && b !== undefined ? (a / b).toFixed(2) : '—';
+    out.write(
+      `  pvio:      ${row.a.label} ${fmt(a, row.a)} (${row.a.transport}) vs ${row.b.label} ${fmt(b, row.b)} (${row.b.transport}) → ratio ${ratio}\n`,
+    );
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * The data model of one `pvio compare` run: what `results/<timestamp>/results.json` holds, what
+ * the table, the plots and the Markdown report are rendered from. Plain JSON (no classes, no
+ * Maps) so a cell's result crosses from its worker by structured clone and a later tool can
+ * re-render a report from the file alone.
+ */
+
+import type { Summary } from '../stats/Summary.js';
+
+/** The schema tag written in every results file; bump when a field changes meaning. */
+export const RESULTS_SCHEMA = 'pvio-compare/1';
+
+/** The I/O paths compared (the perftest `--mode` values). */
+export type CompareTransport = 'native' | 'passthrough' | 'paravirt' | 'paravirt-copy' | 'tcp';
+/** The RDMA operation a cell times. */
+export type CompareOp = 'write' | 'read' | 'send';
+/** Latency (ping-pong / read round trip) or bandwidth (streaming with tx depth). */
+export type CompareKind = 'lat' | 'bw';
+
+/**
+ * Stages of the per-stage breakdown, in the order the seed paper's CPU-time figures stack them.
+ * `frontend` and `backend` are the rest of the guest and driver-domain CPU time once the
+ * instrumented stages are taken out.
+ */
+export const STAGES = ['frontend', 'ring+notify', 'backend', 'grant map/copy', 'device', 'fabric'] as const;
+/** One stage name. */
+export type StageName = (typeof STAGES)[number];
+
+/** Which cell: transport × op × kind × message size. */
+export interface CellKey {
+  readonly transport: CompareTransport;
+  readonly op: CompareOp;
+  readonly kind: CompareKind;
+  readonly size: number;
+}
+
+/** CPU time a domain (or the device engine thread) spent during a cell. */
+export interface DomainCpu {
+  /** `client`, `server`, `dom0` (driver domain) or `device` (dedicated engine thread). */
+  readonly domain: string;
+  /** Thread CPU time from /proc/thread-self/schedstat (or process.cpuUsage() off Linux). */
+  readonly cpuNs: number;
+  /** cpuNs divided by the messages the cell moved. */
+  readonly nsPerMsg: number;
+}
+
+/** A latency cell: perftest semantics (write/send = half round trip, read = full round trip). */
+export interface LatencyResult {
+  readonly iters: number;
+  /** perftest's statistics of the one-way (or read round-trip) samples, µs. */
+  readonly usec: Summary;
+  /** perftest's t_typical (median after dropping the 2-sample tail), µs. */
+  readonly tTypical: number;
+}
+
+/** A bandwidth cell. */
+export interface BandwidthResult {
+  readonly iters: number;
+  readonly txDepth: number;
+  /** Average bandwidth, MiB/s (2^20 bytes). */
+  readonly avgMiBps: number;
+  /** perftest's BW peak, MiB/s. */
+  readonly peakMiBps: number;
+  /** Messages per second / 10^6. */
+  readonly mpps: number;
+  readonly seconds: number;
+}
+
+/** One measured cell. */
+export interface CellResult extends CellKey {
+  readonly lat?: LatencyResult;
+  readonly bw?: BandwidthResult;
+  /** Per-domain CPU time during the cell (the measuring run: instrumentation off). */
+  readonly cpu: readonly DomainCpu[];
+  /** Wall time of the cell's scenario, including domain start-up, ms. */
+  readonly elapsedMs: number;
+  /** Set when the cell failed; the other fields are then absent or partial. */
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+/** Per-stage breakdown of one transport (from a separate instrumented run). */
+export interface StageBreakdown {
+  readonly transport: CompareTransport;
+  readonly op: CompareOp;
+  readonly kind: CompareKind;
+  readonly size: number;
+  readonly messages: number;
+  /** Nanoseconds per message in each stage, summed over every thread of the run. */
+  readonly nsPerMsg: Readonly<Record<StageName, number>>;
+  /** Per-domain CPU time of the instrumented run. */
+  readonly cpu: readonly DomainCpu[];
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+/** Floors measured in the same run. */
+export interface CompareFloors {
+  /** Thread hand-off round trip, spinning, µs. */
+  readonly handoffSpinRttUs: Summary;
+  /** Thread hand-off round trip with Atomics.wait/notify, µs. */
+  readonly handoffWaitRttUs: Summary;
+  /** SharedArrayBuffer → SharedArrayBuffer copy bandwidth at 4 MiB, MiB/s. */
+  readonly memcpyMiBps: number;
+}
+
+/** Where and how the run happened. */
+export interface CompareEnvironment {
+  readonly cpuModel: string;
+  readonly cores: number;
+  readonly node: string;
+  readonly platform: string;
+  readonly pvioVersion: string;
+  readonly fabric: string;
+  readonly spinUs: number;
+  readonly deviceEngine: 'inline' | 'dedicated';
+  readonly concurrency: number;
+  readonly quick: boolean;
+}
+
+/** Everything one `pvio compare` run produced. */
+export interface CompareResults {
+  readonly schema: typeof RESULTS_SCHEMA;
+  readonly command: string;
+  readonly startedAt: string;
+  readonly durationS: number;
+  readonly environment: CompareEnvironment;
+  readonly floors: CompareFloors;
+  readonly cells: readonly CellResult[];
+  readonly breakdown: readonly StageBreakdown[];
+}
+
+/** The cell of `results` matching a key, if it ran. */
+export function findCell(results: CompareResults, key: CellKey): CellResult | undefined {
+  return results.cells.find(
+    (c) => c.transport === key.transport && c.op === key.op && c.kind === key.kind && c.size === key.size,
+  );
+}

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv } from 'ajv';
+
+const PVIO = fileURLToPath(new URL('../../../cli/pvio.js', import.meta.url));
+const SCHEMA = fileURLToPath(new URL('../../../../bench/schema/compare-results.schema.json', import.meta.url));
+
+describe('pvio compare end to end (structure only, never timings)', () => {
+  it('prints the side-by-side table, CPU and stage breakdown, and writes a schema-valid results folder', function () {
+    this.timeout(120_000);
+    const dir = mkdtempSync(join(tmpdir(), 'pvio-compare-'));
+    try {
+      const out = join(dir, 'run');
+      const r = spawnSync(
+        process.execPath,
+        [
+          PVIO,
+          'compare',
+          '--transports',
+          'native,paravirt',
+          '--ops',
+          'write',
+          '--sizes',
+          '64',
+          '--lat-iters',
+          '200',
+          '--bw-mib',
+          '2',
+          '--out',
+          out,
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(r.status, 0, r.stderr);
+      const text = r.stdout;
+      assert.match(text, /^pvio compare — .+, \d+ cores, Node v\d+/m);
+      assert.match(text, /^floors \(this run\): thread hand-off round trip \d+\.\d\d µs spinning/m);
+      assert.match(text, /^RDMA WRITE latency 64 B \(µs, half round trip\)$/m);
+      assert.match(text, /^RDMA WRITE bandwidth 64 B \(MiB\/s\)$/m);
+      assert.match(text, /^ {2}native +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +1\.00 /m, 'native is its own reference');
+      assert.match(text, /^ {2}paravirt +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d/m);
+      assert.match(text, /^CPU time per message, µs/m);
+      assert.match(text, /^Per-stage time per message, µs/m);
+      assert.match(text, /frontend +ring\+notify +backend +grant map\/copy +device +fabric +total/);
+      // Not a TTY: plain progress lines on stderr, one per step.
+      assert.match(r.stderr, /^\[1\/\d+\] floors: /m);
+      assert.ok(!r.stderr.includes('\u001b['), 'no escape codes without a TTY');
+
+      const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+        cells: Array<{ transport: string; kind: string; error?: unknown }>;
+        breakdown: unknown[];
+      };
+      const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false });
+      const validate = ajv.compile(JSON.parse(readFileSync(SCHEMA, 'utf8')));
+      assert.ok(validate(results), ajv.errorsText(validate.errors));
+      assert.equal(results.cells.length, 4);
+      assert.ok(results.cells.every((c) => c.error === undefined));
+      assert.equal(results.breakdown.length, 4);
+      for (const f of [
+        'report.md',
+        'latency.svg',
+        'latency.png',
+        'bandwidth.svg',
+        'bandwidth.png',
+        'cpu.svg',
+        'cpu.png',
+      ]) {
+        assert.ok(existsSync(join(out, f)), `${f} written`);
+      }
+      assert.match(readFileSync(join(out, 'report.md'), 'utf8'), /!\[[^\]]*\]\(latency\.png\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('an unknown transport fails fast with the usage line and exit status 1', () => {
+    const r = spawnSync(process.execPath, [PVIO, 'compare', '--transports', 'rdma'], { encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /PV_ERR_CONFIG: --transports: unknown value 'rdma'/);
+    assert.match(r.stderr, /usage: pvio compare/);
+  });
+});

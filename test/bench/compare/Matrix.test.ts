@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { parseCompareFlags } from '../../../bench/compare/Compare.js';
+import { ALL_TRANSPORTS, formatSize, planBreakdown, planMatrix } from '../../../bench/compare/Matrix.js';
+
+describe('bench/compare matrix and flags', () => {
+  it('the quick matrix runs every transport for each (op, kind, size) row, write rows plus 64 B read/send latency', () => {
+    const plan = planMatrix({ quick: true });
+    const rows = new Set(plan.map((p) => `${p.op} ${p.kind} ${p.size}`));
+    for (const row of rows) {
+      const ts = plan.filter((p) => `${p.op} ${p.kind} ${p.size}` === row).map((p) => p.transport);
+      assert.deepEqual(ts, [...ALL_TRANSPORTS], `row ${row}`);
+    }
+    assert.ok(rows.has('read lat 64') && rows.has('send lat 64') && rows.has('write bw 4194304'));
+  });
+
+  it('the full matrix covers write, read and send, latency and bandwidth', () => {
+    const plan = planMatrix({ quick: false });
+    for (const op of ['write', 'read', 'send']) {
+      for (const kind of ['lat', 'bw'])
+        assert.ok(
+          plan.some((p) => p.op === op && p.kind === kind),
+          `${op} ${kind}`,
+        );
+    }
+  });
+
+  it('iteration counts stay within perftest limits and tx depth never exceeds iterations', () => {
+    for (const p of [...planMatrix({ quick: true }), ...planMatrix({ quick: false, bwBytes: 1 << 20 })]) {
+      assert.ok(p.iters >= 5, `${p.kind} ${p.size}: ${p.iters}`);
+      assert.ok(p.txDepth >= 1 && p.txDepth <= p.iters);
+      if (p.kind === 'lat') assert.equal(p.txDepth, 1);
+    }
+  });
+
+  it('user choices narrow the matrix', () => {
+    const plan = planMatrix({ quick: true, transports: ['tcp'], kinds: ['lat'], sizes: [8], latIters: 50 });
+    assert.deepEqual(
+      plan.map((p) => [p.transport, p.op, p.kind, p.size, p.iters]),
+      [['tcp', 'write', 'lat', 8, 50]],
+    );
+  });
+
+  it('the breakdown runs one latency and one bandwidth cell per transport', () => {
+    const b = planBreakdown(['native', 'paravirt'], true);
+    assert.deepEqual(
+      b.map((p) => `${p.transport} ${p.kind}`),
+      ['native lat', 'paravirt lat', 'native bw', 'paravirt bw'],
+    );
+  });
+
+  it('flags: defaults, lists and rejections with a message that says what to do', () => {
+    const d = parseCompareFlags([]);
+    assert.equal(d.quick, false);
+    assert.equal(d.concurrency, 1);
+    assert.deepEqual(d.transports, ALL_TRANSPORTS);
+    const q = parseCompareFlags([
+      '--quick',
+      '--transports',
+      'tcp,paravirt',
+      '--sizes',
+      '64,4096',
+      '--concurrency',
+      '2',
+    ]);
+    assert.deepEqual(q.transports, ['tcp', 'paravirt']);
+    assert.deepEqual(q.sizes, [64, 4096]);
+    assert.equal(q.concurrency, 2);
+    assert.throws(() => parseCompareFlags(['--transports', 'rdma']), {
+      code: 'PV_ERR_CONFIG',
+      message: /unknown value 'rdma'/,
+    });
+    assert.throws(() => parseCompareFlags(['--concurrency', '0']), { code: 'PV_ERR_CONFIG' });
+    assert.throws(() => parseCompareFlags(['--fabric', 'pcie3-x8-ntb']), {
+      code: 'PV_ERR_NOT_SUPPORTED',
+      message: /issue 5/,
+    });
+    assert.throws(() => parseCompareFlags(['--bogus']));
+  });
+
+  it('sizes print in binary units', () => {
+    assert.equal(formatSize(64), '64 B');
+    assert.equal(formatSize(4096), '4 KiB');
+    assert.equal(formatSize(4 << 20), '4 MiB');
+    assert.equal(formatSize(1000), '1000 B');
+  });
+});
