@@ -34,7 +34,10 @@ export type ErrorArea =
   | 'domain'
   | 'request'
   | 'config'
-  | 'rdma';
+  | 'rdma'
+  | 'pcie'
+  | 'lending'
+  | 'block';
 
 /**
  * The catalogue. Statuses are unique and never reused; append new codes at the end of an area.
@@ -121,6 +124,46 @@ export const ERROR_CATALOGUE = {
     policy: 'request',
     message: 'memory not owned, not granted or out of range',
   },
+
+  PV_ERR_PCIE_UNROUTABLE: {
+    status: -120,
+    area: 'pcie',
+    policy: 'request',
+    message: 'no route to that address on the PCIe fabric',
+  },
+  PV_ERR_PCIE_NO_WINDOW: {
+    status: -121,
+    area: 'pcie',
+    policy: 'request',
+    message: 'address outside every NTB translation window',
+  },
+  PV_ERR_PCIE_LINK_DOWN: { status: -122, area: 'pcie', policy: 'request', message: 'PCIe link or NTB is down' },
+  PV_ERR_PCIE_BAD_TOPOLOGY: { status: -123, area: 'pcie', policy: 'caller', message: 'invalid fabric topology' },
+
+  PV_ERR_LEND_NOT_FOUND: { status: -140, area: 'lending', policy: 'caller', message: 'no such device in the registry' },
+  PV_ERR_LEND_BUSY: { status: -141, area: 'lending', policy: 'caller', message: 'device is held by another host' },
+  PV_ERR_LEND_IN_USE: {
+    status: -142,
+    area: 'lending',
+    policy: 'caller',
+    message: 'device still in use: return refused (force it to fail outstanding requests)',
+  },
+  PV_ERR_LEND_REVOKED: {
+    status: -143,
+    area: 'lending',
+    policy: 'request',
+    message: 'the lent device was returned while this request was outstanding',
+  },
+  PV_ERR_LEND_NOT_HOLDER: {
+    status: -144,
+    area: 'lending',
+    policy: 'caller',
+    message: 'this host does not hold the device',
+  },
+
+  PV_ERR_BLK_IO: { status: -160, area: 'block', policy: 'request', message: 'media or device error' },
+  PV_ERR_BLK_BAD_SECTOR: { status: -161, area: 'block', policy: 'request', message: 'sector range outside the device' },
+  PV_ERR_BLK_BAD_SEGMENT: { status: -162, area: 'block', policy: 'request', message: 'invalid segment' },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** Every stable error code. */
@@ -164,6 +207,12 @@ export class RequestError extends PvError {}
 export class ConfigError extends PvError {}
 /** A verbs call the device or backend refused. */
 export class RdmaError extends PvError {}
+/** PCIe fabric routing, NTB windows and links. */
+export class PcieError extends PvError {}
+/** The device registry: lend, borrow, return. */
+export class LendingError extends PvError {}
+/** Block devices and the block split driver. */
+export class BlockError extends PvError {}
 
 const CLASS_NAMES: Record<ErrorArea, string> = {
   arg: 'ArgError',
@@ -177,6 +226,9 @@ const CLASS_NAMES: Record<ErrorArea, string> = {
   request: 'RequestError',
   config: 'ConfigError',
   rdma: 'RdmaError',
+  pcie: 'PcieError',
+  lending: 'LendingError',
+  block: 'BlockError',
 };
 
 const CLASSES: Record<ErrorArea, typeof PvError> = {
@@ -191,6 +243,9 @@ const CLASSES: Record<ErrorArea, typeof PvError> = {
   request: RequestError,
   config: ConfigError,
   rdma: RdmaError,
+  pcie: PcieError,
+  lending: LendingError,
+  block: BlockError,
 };
 
 const BY_STATUS = new Map<number, ErrorCode>();

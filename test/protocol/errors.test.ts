@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import {
   ArgError,
+  BlockError,
   ConfigError,
   codeFromStatus,
   DomainError,
@@ -13,7 +14,9 @@ import {
   fromWireError,
   GrantError,
   isErrorCode,
+  LendingError,
   MemoryError,
+  PcieError,
   PvError,
   RdmaError,
   RequestError,
@@ -37,6 +40,9 @@ const AREA_CLASS: Record<ErrorArea, typeof PvError> = {
   request: RequestError,
   config: ConfigError,
   rdma: RdmaError,
+  pcie: PcieError,
+  lending: LendingError,
+  block: BlockError,
 };
 
 const CODES = Object.keys(ERROR_CATALOGUE) as ErrorCode[];
