@@ -13,7 +13,8 @@
  * the fabric lock; a domain that lists a device in `pci` owns it until it dies, when the device
  * is released and its IOMMU cleared. With `deviceEngine: 'dedicated'` one device thread
  * (DeviceEngineThread.ts) runs every NIC's engine; otherwise engines run inline in the thread
- * that rings the doorbell.
+ * that rings the doorbell. NVMe SSDs (`nvmes`) are owned the same way and always run inline;
+ * their media files are closed (temporary ones removed) by `shutdown`.
  */
 
 import { MessageChannel, Worker } from 'node:worker_threads';
@@ -33,7 +34,7 @@ import { StoreServer } from '../store/StoreServer.js';
 import { XenStore } from '../store/XenStore.js';
 import { Domain, type DomainResult, type DomainSpec } from './Domain.js';
 import type { DomainWorkerData, HostToDomain } from './DomainWorker.js';
-import { type DeviceEngineMode, HostDevices, type NicSpec } from './HostDevices.js';
+import { type DeviceEngineMode, HostDevices, type NicSpec, type NvmeSpec } from './HostDevices.js';
 
 /** Host-wide limits. */
 export interface HostOptions {
@@ -49,6 +50,11 @@ export interface HostOptions {
   readonly echoConsole?: boolean;
   /** The host's RDMA NICs (`portId` defaults to index + 1). */
   readonly nics?: ReadonlyArray<NicSpec>;
+  /**
+   * The host's NVMe SSDs (`nvme0`, …): media of `sizeBytes` in a sparse temporary file, or
+   * `backingFile`. A domain owns one with `pci: [{ device: 'nvme0', iommu }]`, as for a NIC.
+   */
+  readonly nvmes?: ReadonlyArray<NvmeSpec>;
   /** Where device engines run: in the doorbell writer's thread (default) or one device thread. */
   readonly deviceEngine?: DeviceEngineMode;
   /** Wire model between the NICs (default ideal). */
@@ -226,7 +232,10 @@ export class Host {
     for (const d of order) await d.kill('destroyed');
     // Stopping twice (a second shutdown) waits for the first stop.
     this._engineStop ??= this.engineThread?.stop() ?? Promise.resolve('none');
-    return this._engineStop;
+    const how = await this._engineStop;
+    // No thread can run an NVMe controller any more: close the media (idempotent).
+    this.devices.closeMedia();
+    return how;
   }
 
   private _freeDomId(): DomId {

@@ -8,11 +8,16 @@
  * dies the context is cleared (every extent dropped, generation bumped) and the device is free
  * for another domain. When any other domain dies, the extents that target its memory are
  * revoked, so a device can never reach a dead domain's pages, nor a new domain that reuses the id.
+ *
+ * NVMe SSDs (`nvmes`) follow the same ownership rules and get their own IOMMU context each; their
+ * controller always runs inline in the owner's thread (there is no NVMe device thread), and their
+ * media files stay open until `closeMedia` (Host.shutdown).
  */
 
 import { pvError } from '../../protocol/errors.js';
 import type { DeviceAttachment } from '../../protocol/Pci.js';
 import type { DomId } from '../../protocol/Types.js';
+import { type NvmeConfig, NvmeDevice, type NvmeState } from '../devices/nvme/NvmeDevice.js';
 import { functionReset } from '../devices/rnic/FunctionReset.js';
 import { type RnicConfig, RnicDevice, type RnicState } from '../devices/rnic/RnicDevice.js';
 import { RnicFabric, WIRE_IDEAL, type WireProfile } from '../devices/rnic/RnicFabric.js';
@@ -21,6 +26,19 @@ import { MemoryDirectory } from '../memory/MemoryDirectory.js';
 
 /** One NIC of a host, as `HostOptions.nics` lists it; `portId` defaults to its index + 1. */
 export type NicSpec = { readonly name: string; readonly portId?: number } & Partial<RnicConfig>;
+
+/** One NVMe SSD of a host, as `HostOptions.nvmes` lists it (`nvme0`, …). */
+export type NvmeSpec = NvmeConfig;
+
+/** One NVMe SSD as handed to the thread of the domain that owns it (structured-cloneable). */
+export interface NvmeData {
+  /** Registers, device memory and media descriptor (NvmeDevice.create). */
+  readonly state: NvmeState;
+  /** The SSD's IOMMU context; `iommu.device` is its name. */
+  readonly iommu: IommuDescriptor;
+  /** PCI address, after the NICs' (e.g. `0000:05:00.0` on a host with two NICs). */
+  readonly bdf: string;
+}
 
 /** A device a domain owns, as `DomainSpec.pci` lists it. */
 export interface PciAssignment {
@@ -57,6 +75,8 @@ export interface DomainDeviceData {
   readonly owned: readonly PciAssignment[];
   /** The scenario's paravirt/tcp attachments, passed through untouched. */
   readonly attachments: readonly DeviceAttachment[];
+  /** NVMe SSDs the domain owns (their controllers run inline in its thread). */
+  readonly nvmes?: readonly NvmeData[];
 }
 
 /** Options the host passes on. */
@@ -67,6 +87,8 @@ export interface HostDeviceOptions {
   readonly deviceEngine?: DeviceEngineMode;
   /** Default WIRE_IDEAL. */
   readonly wire?: WireProfile;
+  /** The NVMe SSDs to create. */
+  readonly nvmes?: readonly NvmeSpec[];
 }
 
 interface Nic {
@@ -75,6 +97,15 @@ interface Nic {
   readonly iommu: IommuContext;
   /** The host thread's handle on the device, used only for function-level reset. */
   readonly device: RnicDevice;
+  owner: DomId | undefined;
+}
+
+interface Nvme {
+  readonly data: NvmeData;
+  /** The host thread's view of the IOMMU. */
+  readonly iommu: IommuContext;
+  /** The host thread's handle on the controller: function-level reset and counters. */
+  readonly device: NvmeDevice;
   owner: DomId | undefined;
 }
 
@@ -87,6 +118,8 @@ export class HostDevices {
   /** The one lock every NIC of the host takes, in every thread. */
   readonly fabricLock: SharedArrayBuffer;
   private readonly _nics = new Map<string, Nic>();
+  private readonly _nvmes = new Map<string, Nvme>();
+  private _mediaClosed = false;
 
   constructor(opts: HostDeviceOptions) {
     this.engine = opts.deviceEngine ?? 'inline';
@@ -113,6 +146,58 @@ export class HostDevices {
         owner: undefined,
       });
     });
+    const firstBus = 3 + this._nics.size;
+    try {
+      (opts.nvmes ?? []).forEach((spec, i) => {
+        if (this._nics.has(spec.name) || this._nvmes.has(spec.name)) {
+          throw pvError('PV_ERR_CONFIG', `two devices are named ${spec.name}`);
+        }
+        const state = NvmeDevice.create(spec);
+        const iommu = IommuContext.create({ device: spec.name });
+        const bdf = `0000:${(firstBus + i).toString(16).padStart(2, '0')}:00.0`;
+        const hostIommu = IommuContext.attach(iommu, new MemoryDirectory());
+        this._nvmes.set(spec.name, {
+          data: { state, iommu, bdf },
+          iommu: hostIommu,
+          device: new NvmeDevice(state, hostIommu),
+          owner: undefined,
+        });
+      });
+    } catch (err) {
+      // The media opened so far would leak: close them before refusing the configuration.
+      this.closeMedia();
+      throw err;
+    }
+  }
+
+  /** Every NVMe SSD's counters (commands, bytes, flushes, errors, …), read from its shared state. */
+  nvmeMetrics(): Record<string, Record<string, number>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const [name, n] of this._nvmes) out[name] = n.device.metrics();
+    return out;
+  }
+
+  /** NVMe SSD names, in creation order. */
+  nvmeNames(): string[] {
+    return [...this._nvmes.keys()];
+  }
+
+  /** An NVMe SSD's backing file (tests check that writes reach it). */
+  backingFile(device: string): string {
+    const n = this._nvmes.get(device);
+    if (n === undefined) throw pvError('PV_ERR_CONFIG', `this host has no NVMe named ${String(device)}`);
+    return n.data.state.media.path;
+  }
+
+  /**
+   * Closes every NVMe SSD's media (temporary files are removed). Only once every domain that
+   * could run a controller is gone (Host.shutdown); later calls do nothing, so a descriptor
+   * number reused by someone else is never closed twice.
+   */
+  closeMedia(): void {
+    if (this._mediaClosed) return;
+    this._mediaClosed = true;
+    for (const n of this._nvmes.values()) NvmeDevice.destroy(n.data.state);
   }
 
   /** Every NIC's counters (WRs, bytes, CQEs, faults, …), read from its shared state. */
@@ -134,12 +219,12 @@ export class HostDevices {
 
   /** The live domain that owns `device`, if any. */
   owner(device: string): DomId | undefined {
-    return this._nic(device).owner;
+    return this._fn(device).owner;
   }
 
   /** The host's view of a device's IOMMU context (diagnostics and tests). */
   iommu(device: string): IommuContext {
-    return this._nic(device).iommu;
+    return this._fn(device).iommu;
   }
 
   /**
@@ -150,7 +235,7 @@ export class HostDevices {
   validate(name: string, pci: readonly PciAssignment[], attachments: readonly DeviceAttachment[]): void {
     const seen = new Set<string>();
     for (const a of pci) {
-      const nic = this._nic(a.device);
+      const nic = this._fn(a.device);
       if (a.iommu !== 'translate' && a.iommu !== 'bypass') {
         throw pvError('PV_ERR_CONFIG', `${a.device}: iommu must be 'translate' or 'bypass', got ${String(a.iommu)}`);
       }
@@ -173,7 +258,7 @@ export class HostDevices {
   /** Gives the devices to `domid` and programs their IOMMUs (call after `validate`). */
   assign(domid: DomId, ownerBytes: number, pci: readonly PciAssignment[]): void {
     for (const a of pci) {
-      const nic = this._nic(a.device);
+      const nic = this._fn(a.device);
       nic.iommu.assign(domid, ownerBytes, a.iommu);
       nic.owner = domid;
     }
@@ -193,6 +278,9 @@ export class HostDevices {
       nics: nics.map((n) => n.data),
       owned: pci.map((a) => ({ device: a.device, iommu: a.iommu })),
       attachments: [...attachments],
+      nvmes: [...this._nvmes.values()]
+        .filter((n) => pci.some((a) => a.device === n.data.iommu.device))
+        .map((n) => n.data),
     };
   }
 
@@ -212,6 +300,21 @@ export class HostDevices {
         nic.iommu.revokeDomain(domid);
       }
     }
+    for (const n of this._nvmes.values()) {
+      if (n.owner === domid) {
+        // FLR: the dead owner's queues go and the controller is disabled, then its memory goes.
+        n.device.functionReset();
+        n.iommu.clear();
+        n.owner = undefined;
+      } else {
+        n.iommu.revokeDomain(domid);
+      }
+    }
+  }
+
+  /** A NIC or an NVMe SSD by name (ownership and IOMMU are the same for both). */
+  private _fn(device: string): Nic | Nvme {
+    return this._nvmes.get(device) ?? this._nic(device);
   }
 
   private _nic(device: string): Nic {
