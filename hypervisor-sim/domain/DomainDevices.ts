@@ -6,11 +6,16 @@
  * `passthrough` under a translating IOMMU, `native` with it in bypass. The scenario's own
  * attachments (paravirt, tcp) follow, untouched. Owned NVMe SSDs become `nvme` functions the
  * same way (BAR 0 = the controller's MMIO, whose doorbells run it inline in this thread).
+ * Owned accelerators become `accel` functions (devices/accel/AccelAttach.ts), and owned SSDs and
+ * accelerators get a `peerDma` port: P2P DMA into an owned accelerator's memory.
  */
 
 import { pvError } from '../../protocol/errors.js';
 import type { DeviceAttachment, PciFunction } from '../../protocol/Pci.js';
 import type { GuestPhysAddr, Iova } from '../../protocol/Types.js';
+import { attachLentNics } from '../cluster/LentNic.js';
+import { DomainAccels } from '../devices/accel/AccelAttach.js';
+import type { AccelDevice } from '../devices/accel/AccelDevice.js';
 import { NvmeDevice } from '../devices/nvme/NvmeDevice.js';
 import { RnicDevice } from '../devices/rnic/RnicDevice.js';
 import { RnicFabric } from '../devices/rnic/RnicFabric.js';
@@ -28,6 +33,8 @@ export interface DomainDevices {
   readonly nics: RnicDevice[];
   /** The NVMe SSDs this domain owns, attached in this thread. */
   readonly nvmes: NvmeDevice[];
+  /** The accelerators this domain owns, attached in this thread. */
+  readonly accels?: AccelDevice[];
 }
 
 /** The DMA address of an owner's GPA: the IOMMU maps (or, in bypass, is) the identity. */
@@ -45,15 +52,32 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
     fabric.add(nic);
     byName.set(n.iommu.device, { nic, iommu, bdf: n.bdf });
   }
+  // Borrowed NICs (Device Lending): the lender's NIC with an NTB DMA path, on this fabric.
+  const lent = attachLentNics(data.lent ?? [], fabric, directory);
+  // Owned accelerators, and peer windows (P2P DMA into their memory) in front of each owned SSD.
+  const accels = new DomainAccels(data.accels ?? [], directory);
   const ssds = new Map<string, { dev: NvmeDevice; iommu: IommuContext; bdf: string }>();
   for (const n of data.nvmes ?? []) {
     const iommu = IommuContext.attach(n.iommu, directory);
-    ssds.set(n.iommu.device, { dev: new NvmeDevice(n.state, iommu), iommu, bdf: n.bdf });
+    const dev = new NvmeDevice(n.state, accels.resolver(n.iommu.device, iommu));
+    ssds.set(n.iommu.device, { dev, iommu, bdf: n.bdf });
   }
   const attachments: DeviceAttachment[] = [];
   const iommus = new Map<string, IommuContext>();
   for (const owned of data.owned) {
     const transport = owned.iommu === 'bypass' ? 'native' : 'passthrough';
+    const borrowed = lent.get(owned.device);
+    if (borrowed !== undefined) {
+      attachments.push({ device: owned.device, kind: 'rdma-nic', transport, pci: borrowed.pci });
+      iommus.set(owned.device, borrowed.iommu);
+      continue;
+    }
+    const accel = accels.attachment(owned.device, transport);
+    if (accel !== undefined) {
+      attachments.push(accel.attachment);
+      iommus.set(owned.device, accel.iommu);
+      continue;
+    }
     const ssd = ssds.get(owned.device);
     if (ssd !== undefined) {
       const fn: PciFunction = {
@@ -63,7 +87,7 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
         bars: [ssd.dev.mmio()],
         dmaAddr: identity,
       };
-      attachments.push({ device: owned.device, kind: 'nvme', transport, pci: fn });
+      attachments.push({ device: owned.device, kind: 'nvme', transport, pci: accels.withPeerDma(fn) });
       iommus.set(owned.device, ssd.iommu);
       continue;
     }
@@ -83,7 +107,8 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
   return {
     attachments,
     iommus,
-    nics: [...byName.values()].map((e) => e.nic),
+    nics: [...byName.values(), ...lent.values()].map((e) => e.nic),
     nvmes: [...ssds.values()].map((e) => e.dev),
+    accels: accels.devices(),
   };
 }

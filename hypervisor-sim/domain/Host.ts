@@ -24,6 +24,7 @@ import { StageWindow } from '../../protocol/stage/StageLedger.js';
 import { DOM0, DOMID_MAX, type DomId, domId } from '../../protocol/Types.js';
 import { shutdownPath } from '../../protocol/xenbus/control.js';
 import { createDevicePaths, type DeviceSpec, removeDevicePaths } from '../../protocol/xenbus/XenbusPaths.js';
+import type { AccelSpec } from '../devices/accel/HostAccels.js';
 import { DeviceEngineThread } from '../devices/DeviceEngineThread.js';
 import type { WireProfile } from '../devices/rnic/RnicFabric.js';
 import { EvtchnSpace } from '../evtchn/EvtchnSpace.js';
@@ -55,6 +56,11 @@ export interface HostOptions {
    * `backingFile`. A domain owns one with `pci: [{ device: 'nvme0', iommu }]`, as for a NIC.
    */
   readonly nvmes?: ReadonlyArray<NvmeSpec>;
+  /**
+   * The host's accelerators (`accel0`, …; devices/accel): device memory of `memBytes` (default
+   * 64 MiB). Owned like an NVMe; an owner of both may DMA NVMe → accelerator directly (P2P).
+   */
+  readonly accels?: ReadonlyArray<AccelSpec>;
   /** Where device engines run: in the doorbell writer's thread (default) or one device thread. */
   readonly deviceEngine?: DeviceEngineMode;
   /** Wire model between the NICs (default ideal). */

@@ -17,6 +17,10 @@
 import { pvError } from '../../protocol/errors.js';
 import type { DeviceAttachment } from '../../protocol/Pci.js';
 import type { DomId } from '../../protocol/Types.js';
+import type { LendingHook } from '../cluster/LentDevices.js';
+import type { LentNicData } from '../cluster/LentNic.js';
+import type { AccelData } from '../devices/accel/AccelAttach.js';
+import { type AccelSpec, type HostAccel, HostAccels } from '../devices/accel/HostAccels.js';
 import { type NvmeConfig, NvmeDevice, type NvmeState } from '../devices/nvme/NvmeDevice.js';
 import { functionReset } from '../devices/rnic/FunctionReset.js';
 import { type RnicConfig, RnicDevice, type RnicState } from '../devices/rnic/RnicDevice.js';
@@ -77,6 +81,10 @@ export interface DomainDeviceData {
   readonly attachments: readonly DeviceAttachment[];
   /** NVMe SSDs the domain owns (their controllers run inline in its thread). */
   readonly nvmes?: readonly NvmeData[];
+  /** NICs this host borrowed (Device Lending, cluster/LentNic.ts) that the thread attaches. */
+  readonly lent?: readonly LentNicData[];
+  /** Accelerators the domain owns (their engines run inline in its thread). */
+  readonly accels?: readonly AccelData[];
 }
 
 /** Options the host passes on. */
@@ -89,6 +97,8 @@ export interface HostDeviceOptions {
   readonly wire?: WireProfile;
   /** The NVMe SSDs to create. */
   readonly nvmes?: readonly NvmeSpec[];
+  /** The accelerators to create (devices/accel/HostAccels.ts). */
+  readonly accels?: readonly AccelSpec[];
 }
 
 interface Nic {
@@ -119,7 +129,11 @@ export class HostDevices {
   readonly fabricLock: SharedArrayBuffer;
   private readonly _nics = new Map<string, Nic>();
   private readonly _nvmes = new Map<string, Nvme>();
+  /** Accelerators (`accels`), on the buses after the NVMe SSDs'. */
+  private readonly _accels: HostAccels;
   private _mediaClosed = false;
+  /** Device Lending (cluster/LentDevices.ts): borrowed NICs, and local ones lent out. */
+  private _lending: LendingHook | undefined;
 
   constructor(opts: HostDeviceOptions) {
     this.engine = opts.deviceEngine ?? 'inline';
@@ -168,6 +182,23 @@ export class HostDevices {
       this.closeMedia();
       throw err;
     }
+    try {
+      const taken = (n: string): boolean => this._nics.has(n) || this._nvmes.has(n);
+      this._accels = new HostAccels(opts.accels ?? [], firstBus + this._nvmes.size, taken);
+    } catch (err) {
+      this.closeMedia();
+      throw err;
+    }
+  }
+
+  /** Every accelerator's counters (DMA transfers and bytes, kernels, errors, …). */
+  accelMetrics(): Record<string, Record<string, number>> {
+    return this._accels.metrics();
+  }
+
+  /** Installs the Device Lending hook (the Cluster does, once, right after creating the host). */
+  attachLending(hook: LendingHook): void {
+    this._lending = hook;
   }
 
   /** Every NVMe SSD's counters (commands, bytes, flushes, errors, …), read from its shared state. */
@@ -235,6 +266,7 @@ export class HostDevices {
   validate(name: string, pci: readonly PciAssignment[], attachments: readonly DeviceAttachment[]): void {
     const seen = new Set<string>();
     for (const a of pci) {
+      if (this._lending?.validate(name, a, seen) === true) continue;
       const nic = this._fn(a.device);
       if (a.iommu !== 'translate' && a.iommu !== 'bypass') {
         throw pvError('PV_ERR_CONFIG', `${a.device}: iommu must be 'translate' or 'bypass', got ${String(a.iommu)}`);
@@ -258,6 +290,7 @@ export class HostDevices {
   /** Gives the devices to `domid` and programs their IOMMUs (call after `validate`). */
   assign(domid: DomId, ownerBytes: number, pci: readonly PciAssignment[]): void {
     for (const a of pci) {
+      if (this._lending?.assign(domid, ownerBytes, a) === true) continue;
       const nic = this._fn(a.device);
       nic.iommu.assign(domid, ownerBytes, a.iommu);
       nic.owner = domid;
@@ -281,6 +314,8 @@ export class HostDevices {
       nvmes: [...this._nvmes.values()]
         .filter((n) => pci.some((a) => a.device === n.data.iommu.device))
         .map((n) => n.data),
+      lent: this._lending?.workerData(pci, runsEngine),
+      accels: this._accels.workerData(pci),
     };
   }
 
@@ -290,6 +325,7 @@ export class HostDevices {
    * extent other devices held on its memory is revoked.
    */
   release(domid: DomId): void {
+    this._lending?.release(domid);
     for (const nic of this._nics.values()) {
       if (nic.owner === domid) {
         // FLR first (the dead owner's objects go), then the IOMMU (its memory goes).
@@ -310,11 +346,12 @@ export class HostDevices {
         n.iommu.revokeDomain(domid);
       }
     }
+    this._accels.release(domid);
   }
 
   /** A NIC or an NVMe SSD by name (ownership and IOMMU are the same for both). */
-  private _fn(device: string): Nic | Nvme {
-    return this._nvmes.get(device) ?? this._nic(device);
+  private _fn(device: string): Nic | Nvme | HostAccel {
+    return this._nvmes.get(device) ?? this._accels.get(device) ?? this._nic(device);
   }
 
   private _nic(device: string): Nic {

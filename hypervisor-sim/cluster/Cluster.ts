@@ -1,0 +1,326 @@
+/**
+ * SmartIO Device Lending in one process (CC'20 §4–6): N simulated hosts linked by NTBs, one PCIe
+ * fabric (PcieCluster) and one device registry. A host lends a NIC; another borrows it, and on
+ * the borrower the NIC appears as a local PCIe device named `nic0@A` that any of its domains can
+ * own — natively (IOMMU bypass) or passed through to a guest (translate) — with the UNCHANGED
+ * RdmaNicDriver:
+ *
+ * ```
+ *  borrower B                               lender A
+ *  driver ─ MMIO ─► rc ─► sw ─► ntb-A ═══ BAR window ═══► ntb-B ─► sw ─► nic0 BAR 0
+ *  B memory ◄─ IOMMU(nic0@A) ◄─ rc ◄─ sw ◄─ ntb-A ◄═══ DMA window ═══ ntb-B ◄─ sw ◄─ nic0 DMA
+ * ```
+ * `borrow` opens both windows (borrower side: a window onto the NIC's BAR; lender side: a DMA
+ * window onto the borrower's bus addresses), creates the borrower's IOMMU context and lease
+ * record for the lease, and makes `nic0@A` assignable on the borrower (LentDevices). Domains
+ * created AFTER the borrow attach it (so create them after borrowing).
+ *
+ * Returning: `giveBack` reports what is in use — the WRs queued on the NIC, plus one while a
+ * domain of the borrower has it attached — and the registry refuses a plain return of a busy
+ * lease (PV_ERR_LEND_IN_USE). A forced return (or the registry revoking the lease) first moves
+ * every QP to ERR, so each outstanding WR completes with WR_FLUSH_ERR in the borrower's CQs while
+ * the windows are still open, then ends the lease record (every later MMIO of the borrower throws
+ * PV_ERR_LEND_REVOKED, every DMA faults), closes the windows and resets the function. The lender
+ * may then lend it to another host.
+ *
+ * NICs of one borrower share its fabric lock (a WR between a local NIC and a borrowed one runs
+ * inline in the doorbell writer's thread), so every host runs inline engines and NIC port ids
+ * are unique across the cluster. RDMA peers of a lent NIC are NICs of the borrower (or the lent
+ * NIC itself): see the report for what cross-host RDMA would need.
+ */
+
+import { pvError } from '../../protocol/errors.js';
+import { Host, type HostOptions } from '../domain/Host.js';
+import type { NicSpec } from '../domain/HostDevices.js';
+import { IommuContext } from '../iommu/IommuContext.js';
+import { InMemoryRegistry } from '../lending/InMemoryRegistry.js';
+import type { DeviceRegistry, Lease, RegistryEvent } from '../lending/Types.js';
+import { MemoryDirectory } from '../memory/MemoryDirectory.js';
+import { PcieCluster } from '../pcie/PcieCluster.js';
+import type { FabricProfileName } from '../pcie/Profiles.js';
+import { ApertureSpace, DEFAULT_RAM_BYTES, ntbNode, type Placement, planFabric } from './FabricPlan.js';
+import { LentDevices } from './LentDevices.js';
+import type { LentNicData } from './LentNic.js';
+import { LentStats } from './LentStats.js';
+
+/** One host of the cluster. */
+export interface ClusterHostSpec {
+  readonly name: string;
+  /** NICs (`portId` defaults to a cluster-unique one). */
+  readonly nics?: readonly NicSpec[];
+  /** Bus-address space of the host in the fabric (default 1 GiB). */
+  readonly ramBytes?: number;
+  /** Other host options (the engine is always inline). */
+  readonly options?: Omit<HostOptions, 'name' | 'nics' | 'deviceEngine'>;
+}
+
+/** What a cluster is built from. */
+export interface ClusterOptions {
+  readonly hosts: readonly ClusterHostSpec[];
+  /** NTB links; default: every pair of hosts. */
+  readonly links?: readonly (readonly [string, string])[];
+  /** Fabric timing profile (default `ideal`). */
+  readonly profile?: FabricProfileName;
+  /** Default: a new InMemoryRegistry. */
+  readonly registry?: DeviceRegistry;
+}
+
+/** Options of `borrow`. */
+export interface ClusterBorrowOptions {
+  /** Bytes of the borrower's bus space the lender's DMA window covers (default: all of it). */
+  readonly dmaWindowBytes?: number;
+}
+
+/** A live borrow, as `borrow` returns it. */
+export interface LentHandle {
+  readonly lease: Lease;
+  /** Name on the borrower (= registry id), e.g. `nic0@A`. */
+  readonly name: string;
+  readonly lender: string;
+  readonly device: string;
+  readonly borrower: string;
+  /** The lease record (revocation and fabric counts). */
+  readonly stats: LentStats;
+  readonly barWindowBase: number;
+  readonly dmaWindowBase: number;
+  readonly dmaWindowBytes: number;
+}
+
+interface Active extends LentHandle {
+  readonly slots: {
+    readonly host: string;
+    readonly slot: number;
+    readonly space: ApertureSpace;
+    readonly p: Placement;
+  }[];
+}
+
+interface Member {
+  readonly host: Host;
+  readonly lending: LentDevices;
+  readonly ramBytes: number;
+}
+
+/** A cluster of hosts with Device Lending (see the file comment). */
+export class Cluster {
+  readonly registry: DeviceRegistry;
+  readonly fabric: PcieCluster;
+  readonly profile: FabricProfileName;
+  private readonly _members = new Map<string, Member>();
+  private readonly _apertures = new Map<string, ApertureSpace>();
+  private readonly _offers = new Map<string, { host: string; device: string }>();
+  private readonly _active = new Map<string, Active>();
+  private readonly _unwatch: () => void;
+  private _bdfs = 0;
+
+  constructor(opts: ClusterOptions) {
+    this.profile = opts.profile ?? 'ideal';
+    this.registry = opts.registry ?? new InMemoryRegistry();
+    const names = opts.hosts.map((h) => h.name);
+    const links = opts.links ?? names.flatMap((a, i) => names.slice(i + 1).map((b) => [a, b] as const));
+    const plan = opts.hosts.map((h, hi) => ({
+      spec: h,
+      ramBytes: h.ramBytes ?? DEFAULT_RAM_BYTES,
+      nics: (h.nics ?? []).map((n, i) => ({ ...n, portId: n.portId ?? hi * 64 + i + 1 })),
+    }));
+    this.fabric = PcieCluster.create(
+      planFabric(
+        plan.map((p) => ({
+          name: p.spec.name,
+          ramBytes: p.ramBytes,
+          nics: p.nics.map((n) => ({ name: n.name, maxQp: n.maxQp ?? 256 })),
+        })),
+        links,
+      ),
+    );
+    for (const name of names) {
+      for (const port of this.fabric.ports(name)) {
+        const node = this.fabric.host(name).node(port.node);
+        // INVARIANT: validateCluster assigned every aperture a base.
+        if (node?.kind === 'ntb')
+          this._apertures.set(`${name}/${port.node}`, new ApertureSpace(node.aperture.base!, node.aperture.size));
+      }
+    }
+    for (const p of plan) {
+      const host = new Host({ ...p.spec.options, name: p.spec.name, nics: p.nics, deviceEngine: 'inline' });
+      const memories = (): MemoryDirectory => {
+        const dir = new MemoryDirectory();
+        for (const d of host.domains()) dir.addMemory(d.memory);
+        return dir;
+      };
+      const lending = new LentDevices(host.devices.fabricLock, host.devices.wire, memories);
+      host.devices.attachLending(lending);
+      this._members.set(p.spec.name, { host, lending, ramBytes: p.ramBytes });
+    }
+    this._unwatch = this.registry.watch((e) => this._onEvent(e));
+  }
+
+  /** The host called `name`. */
+  host(name: string): Host {
+    return this._member(name).host;
+  }
+
+  /** Host `name`'s lending state (borrowed devices, their owners and IOMMU contexts). */
+  lending(name: string): LentDevices {
+    return this._member(name).lending;
+  }
+
+  /** Offers NIC `device` of `host` in the registry; returns its id (`nic0@A`). */
+  async lend(host: string, device: string): Promise<string> {
+    const m = this._member(host);
+    if (!m.host.devices.names().includes(device)) throw pvError('PV_ERR_CONFIG', `${host} has no NIC named ${device}`);
+    const owner = m.host.devices.owner(device);
+    if (owner !== undefined) throw pvError('PV_ERR_LEND_IN_USE', `${device} of ${host} is owned by domain ${owner}`);
+    const id = `${device}@${host}`;
+    const bdf = `0000:${(3 + m.host.devices.names().indexOf(device)).toString(16).padStart(2, '0')}:00.0`;
+    await this.registry.register({ id, owner: host, kind: 'rdma-nic', bdf, shareable: false, queues: 1 });
+    m.lending.markLentOut(device, 'offered for lending');
+    this._offers.set(id, { host, device });
+    return id;
+  }
+
+  /** Withdraws an offer nobody holds (PV_ERR_LEND_BUSY otherwise); the lender may use it again. */
+  async withdraw(id: string): Promise<void> {
+    const offer = this._offers.get(id);
+    if (offer === undefined) throw pvError('PV_ERR_LEND_NOT_FOUND', `no device ${id} was lent through this cluster`);
+    await this.registry.unregister(id);
+    this._offers.delete(id);
+    this._member(offer.host).lending.clearLentOut(offer.device);
+  }
+
+  /** Borrows `id` exclusively for `byHost` (see the file comment). */
+  async borrow(id: string, byHost: string, opts: ClusterBorrowOptions = {}): Promise<LentHandle> {
+    const offer = this._offers.get(id);
+    if (offer === undefined) throw pvError('PV_ERR_LEND_NOT_FOUND', `no device ${id} was lent through this cluster`);
+    const b = this._member(byHost);
+    if (byHost === offer.host) throw pvError('PV_ERR_INVALID_ARG', `${byHost} owns ${id}: use ${offer.device} locally`);
+    const port = this.fabric.ports(offer.host).find((p) => p.peerHost === byHost);
+    if (port === undefined) throw pvError('PV_ERR_PCIE_UNROUTABLE', `no NTB links ${offer.host} and ${byHost}`);
+    const dmaBytes = opts.dmaWindowBytes ?? b.ramBytes;
+    if (!Number.isSafeInteger(dmaBytes) || dmaBytes <= 0 || dmaBytes > b.ramBytes) {
+      throw pvError('PV_ERR_INVALID_ARG', `dmaWindowBytes must be in [1, ${b.ramBytes}]`);
+    }
+    const lease = await this.registry.borrow(id, byHost, { mode: 'exclusive' });
+    const slots: Active['slots'] = [];
+    try {
+      const ep = this.fabric.host(offer.host).node(offer.device);
+      // INVARIANT: planFabric made every NIC an endpoint with one BAR, enumerated with a base.
+      const bar = ep?.kind === 'endpoint' ? ep.bars[0] : { size: 0, base: 0 };
+      const barWin = this._open(byHost, port.ntb, ntbNode(offer.host), bar.size, bar.base!, slots);
+      const dmaWin = this._open(offer.host, port.ntb, ntbNode(byHost), dmaBytes, 0, slots);
+      const stats = LentStats.create();
+      const handle: Active = {
+        lease,
+        name: id,
+        lender: offer.host,
+        device: offer.device,
+        borrower: byHost,
+        stats: new LentStats(stats),
+        barWindowBase: barWin,
+        dmaWindowBase: dmaWin,
+        dmaWindowBytes: dmaBytes,
+        slots,
+      };
+      const nicData = this._member(offer.host)
+        .host.devices.allNics()
+        .find((n) => n.iommu.device === offer.device)!;
+      const data: LentNicData = {
+        name: id,
+        bdf: `0000:${(0x40 + (this._bdfs++ % 0xc0)).toString(16)}:00.0`,
+        state: nicData.state,
+        barWindowBase: barWin,
+        dmaWindowBase: dmaWin,
+        lease,
+        cluster: this.fabric.descriptor,
+        profile: this.profile,
+        lender: offer.host,
+        endpoint: offer.device,
+        borrower: byHost,
+        iommu: IommuContext.create({ device: id }),
+        stats,
+      };
+      b.lending.addBorrowed(data);
+      this._member(offer.host).lending.markLentOut(offer.device, `borrowed by ${byHost}`);
+      this._active.set(id, handle);
+      return handle;
+    } catch (err) {
+      this._close(slots);
+      await this.registry.return(lease, { force: true }).catch(() => {});
+      throw err;
+    }
+  }
+
+  /**
+   * What `handle`'s borrower has in use: WRs queued on the NIC, plus 1 while a domain of the
+   * borrower owns it (an attached driver).
+   */
+  inUse(handle: LentHandle): number {
+    const l = this._member(handle.borrower).lending;
+    return l.outstandingWrs(handle.name) + (l.owner(handle.name) === undefined ? 0 : 1);
+  }
+
+  /** Returns a borrow: refused (PV_ERR_LEND_IN_USE) while in use unless `force`. */
+  async giveBack(handle: LentHandle, opts: { readonly force?: boolean } = {}): Promise<void> {
+    if (this._active.get(handle.name) !== handle) {
+      throw pvError('PV_ERR_LEND_NOT_HOLDER', `${handle.borrower} no longer holds ${handle.name}`);
+    }
+    await this.registry.setInUse(handle.lease, this.inUse(handle));
+    await this.registry.return(handle.lease, { force: opts.force === true });
+  }
+
+  /** Stops watching the registry and shuts every host down. */
+  async shutdown(): Promise<void> {
+    this._unwatch();
+    for (const m of this._members.values()) await m.host.shutdown();
+  }
+
+  /** Registry events: a lease of ours ended (returned, or revoked by force) → tear it down. */
+  private _onEvent(e: RegistryEvent): void {
+    if (e.type !== 'returned' && e.type !== 'revoked') return;
+    const a = this._active.get(e.lease.id);
+    if (a === undefined || a.lease.generation !== e.lease.generation) return;
+    this._active.delete(a.name);
+    const borrower = this._member(a.borrower).lending;
+    // Forced: fail every outstanding WR into the borrower's CQs while the windows are open.
+    if (e.type === 'revoked') borrower.flushAll(a.name);
+    a.stats.revoke();
+    this._close(a.slots);
+    borrower.removeBorrowed(a.name);
+    this._member(a.lender).lending.markLentOut(a.device, 'offered for lending');
+  }
+
+  /** Places and opens a window on `host`'s side of `ntb`; returns its base. */
+  private _open(
+    host: string,
+    ntb: string,
+    node: string,
+    size: number,
+    peerBase: number,
+    slots: Active['slots'],
+  ): number {
+    const space = this._apertures.get(`${host}/${node}`)!;
+    const p = space.place(size);
+    try {
+      const slot = this.fabric.setWindow(host, ntb, { base: p.base, size, peerBase });
+      slots.push({ host, slot, space, p });
+    } catch (err) {
+      space.free(p);
+      throw err;
+    }
+    return p.base;
+  }
+
+  private _close(slots: Active['slots']): void {
+    for (const s of slots) {
+      this.fabric.clearWindow(s.host, s.slot);
+      s.space.free(s.p);
+    }
+    slots.length = 0;
+  }
+
+  private _member(name: string): Member {
+    const m = this._members.get(name);
+    if (m === undefined) throw pvError('PV_ERR_CONFIG', `no host ${String(name)} in the cluster`);
+    return m;
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The PCIe side of a Cluster: the fabric description built from its hosts (each host's tree and
+ * the NTBs between them), and the placement of lending windows inside NTB apertures.
+ *
+ * Every host gets the same shape, a root complex with one switch below it and every device on
+ * that switch (a Dolphin PXH830 and the NICs in slots behind one PCIe switch):
+ * ```
+ *  rc ── sw ─┬─ nic0 (BAR 0)           one endpoint per NIC of the host
+ *            ├─ nic1 …
+ *            └─ ntb-B (aperture)       one NTB adapter per link, named after the peer host
+ * ```
+ * so a lent NIC's DMA crosses nic0 → sw → ntb-B on the lender, the NTB, and ntb-A → sw → rc on
+ * the borrower: 4 links and 1 NTB; its MMIO the same in reverse; a local NIC's DMA 2 links.
+ *
+ * "RAM" of a host in the fabric is the borrower's bus-address space that the IOMMU translates
+ * (IOVA = guest-physical for a passthrough owner, physical for a native one, plus the IOMMU's
+ * foreign window for grant device maps), hence its default of 1 GiB.
+ */
+
+import { pvError } from '../../protocol/errors.js';
+import { nicBarSize } from '../../protocol/rdma/NicRegs.js';
+import type { ClusterSpec, HostSpec, LinkSpec, NodeSpec, NtbSpec } from '../pcie/Types.js';
+
+/** Default bus-address space ("RAM") of a host: 1 GiB. */
+export const DEFAULT_RAM_BYTES = 1 << 30;
+/** Aperture of each NTB adapter: 4 GiB (room for DMA windows of several leases). */
+export const APERTURE_BYTES = 2 ** 32;
+/** Windows start on 64 KiB boundaries (the adapters' translation granule). */
+export const WINDOW_ALIGN = 0x1_0000;
+
+/** What the plan needs of a host. */
+export interface PlanHost {
+  readonly name: string;
+  readonly ramBytes: number;
+  /** NIC names and their maxQp (it sizes BAR 0). */
+  readonly nics: readonly { readonly name: string; readonly maxQp: number }[];
+}
+
+/** Node id of the NTB adapter on `host` that leads to `peer`. */
+export function ntbNode(peer: string): string {
+  return `ntb-${peer}`;
+}
+
+/** Name of the NTB joining `a` and `b`. */
+export function ntbName(a: string, b: string): string {
+  return `${a}-${b}`;
+}
+
+/** Size of a NIC's BAR 0 in the fabric: the register file rounded up to a power of two. */
+export function nicBarBytes(maxQp: number): number {
+  return 2 ** Math.ceil(Math.log2(nicBarSize(maxQp)));
+}
+
+/** Builds the cluster's fabric description (validated later by PcieCluster.create). */
+export function planFabric(hosts: readonly PlanHost[], links: readonly (readonly [string, string])[]): ClusterSpec {
+  const names = new Set(hosts.map((h) => h.name));
+  const peers = new Map<string, string[]>(hosts.map((h) => [h.name, []]));
+  const ntbs: NtbSpec[] = [];
+  for (const [a, b] of links) {
+    if (!names.has(a) || !names.has(b) || a === b) {
+      throw pvError('PV_ERR_CONFIG', `NTB link ${a}–${b} must join two different hosts of the cluster`);
+    }
+    if (peers.get(a)!.includes(b)) throw pvError('PV_ERR_CONFIG', `hosts ${a} and ${b} are linked twice`);
+    peers.get(a)!.push(b);
+    peers.get(b)!.push(a);
+    ntbs.push({
+      name: ntbName(a, b),
+      sides: [
+        { host: a, node: ntbNode(b) },
+        { host: b, node: ntbNode(a) },
+      ],
+    });
+  }
+  const specs: HostSpec[] = hosts.map((h) => {
+    const nodes: NodeSpec[] = [
+      { id: 'rc', kind: 'rc' },
+      { id: 'sw', kind: 'switch' },
+    ];
+    const ls: LinkSpec[] = [{ a: 'rc', b: 'sw' }];
+    for (const n of h.nics) {
+      // Mellanox ConnectX-5 identity, class 0x0207 (InfiniBand controller).
+      const config = { vendorId: 0x15b3, deviceId: 0x1017, classCode: 0x020700 };
+      nodes.push({ id: n.name, kind: 'endpoint', config, bars: [{ size: nicBarBytes(n.maxQp) }] });
+      ls.push({ a: 'sw', b: n.name });
+    }
+    for (const p of peers.get(h.name)!) {
+      // Dolphin PXH830 identity, class 0x068000 (other bridge).
+      const config = { vendorId: 0x11c8, deviceId: 0x0830, classCode: 0x068000 };
+      nodes.push({ id: ntbNode(p), kind: 'ntb', aperture: { size: APERTURE_BYTES }, config });
+      ls.push({ a: 'sw', b: ntbNode(p) });
+    }
+    return { name: h.name, ramBytes: h.ramBytes, nodes, links: ls };
+  });
+  return { hosts: specs, ntbs };
+}
+
+/** A placed window: where it lies in its aperture. */
+export interface Placement {
+  readonly base: number;
+  readonly size: number;
+}
+
+/**
+ * First-fit placement of windows inside one aperture (one per NTB side). Freed ranges are reused;
+ * nothing here touches the window tables (the Cluster opens the window once placed).
+ */
+export class ApertureSpace {
+  private readonly _used: Placement[] = [];
+
+  constructor(
+    readonly base: number,
+    readonly size: number,
+  ) {}
+
+  /** Places `bytes` (rounded up to WINDOW_ALIGN); PV_ERR_LIMIT when no hole is large enough. */
+  place(bytes: number): Placement {
+    const size = Math.ceil(bytes / WINDOW_ALIGN) * WINDOW_ALIGN;
+    let at = this.base;
+    for (const u of this._used) {
+      if (u.base - at >= size) break;
+      at = Math.max(at, u.base + u.size);
+    }
+    if (at + size > this.base + this.size) {
+      throw pvError('PV_ERR_LIMIT', `no ${size}-byte hole left in the NTB aperture at 0x${this.base.toString(16)}`);
+    }
+    const p = { base: at, size };
+    this._used.push(p);
+    this._used.sort((x, y) => x.base - y.base);
+    return p;
+  }
+
+  /** Frees a placement made by `place`. */
+  free(p: Placement): void {
+    const i = this._used.findIndex((u) => u.base === p.base && u.size === p.size);
+    if (i >= 0) this._used.splice(i, 1);
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * How a lent device reaches the borrower's memory (SmartIO Device Lending, CC'20 §4.2): the
+ * device on the lender (host A) issues DMA to an address of A's bus; the lender-side DMA window
+ * of the NTB maps it onto the borrower's (host B's) bus, where B's IOMMU context for the lease
+ * turns it into a place in the owning domain's memory:
+ *
+ * ```
+ *  device DMA addr (A) ─ PcieCluster.route ─► A links ─► NTB (window: A aperture → B bus) ─►
+ *      B links ─► B "RAM" address = IOVA ─ IommuContext.resolve (translate: guest passthrough,
+ *      bypass: native owner) ─► owner's memory
+ * ```
+ * Each resolution pays the route's modelled cost as real delay (payRoute, FABRIC stage) and
+ * counts its hops in the lease record (LentStats.ts). Anything else — the lease revoked, an
+ * address outside every window (PV_ERR_PCIE_NO_WINDOW) or unroutable, a route that ends anywhere
+ * but B's RAM, an IOMMU miss — returns false, so the NIC completes the work request with an
+ * error and keeps serving (DmaResolver contract: never throws).
+ *
+ * Built in whatever thread runs the NIC engine (the doorbell writer: a domain worker of B) from
+ * plain, postable data: the cluster descriptor (window tables are SABs), B's IOMMU descriptor
+ * and the lease record.
+ *
+ * `generation()` sums the IOMMU generation, both hosts' window-table generations and the lease
+ * STATE, each of which only grows: any remap, window change or revocation moves it, so a queue
+ * view the NIC cached (QueueViews.ts) is resolved again — and refused — after the lease ends.
+ * Known simplification: a cached queue view pays the fabric once, when resolved, not per access.
+ */
+
+import type { HostPhysAddr } from '../../protocol/Types.js';
+import type { DmaRef, DmaResolver } from '../iommu/DmaResolver.js';
+import { IommuContext, type IommuDescriptor } from '../iommu/IommuContext.js';
+import type { MemoryDirectory } from '../memory/MemoryDirectory.js';
+import { payRoute } from '../pcie/PayNs.js';
+import { type ClusterDescriptor, PcieCluster } from '../pcie/PcieCluster.js';
+import { type FabricProfile, type FabricProfileName, fabricProfile } from '../pcie/Profiles.js';
+import type { NodeRef, Route } from '../pcie/Types.js';
+import { LentBig, LentStats, LentWord } from './LentStats.js';
+
+/** What a thread needs to build the resolver (structured-cloneable). */
+export interface NtbDmaData {
+  /** The fabric (spec and window tables). */
+  readonly cluster: ClusterDescriptor;
+  /** Timing profile of the fabric. */
+  readonly profile: FabricProfileName;
+  /** The lender host and the device's endpoint node there (where its DMA starts). */
+  readonly lender: string;
+  readonly endpoint: string;
+  /** The borrower host (where the DMA must land). */
+  readonly borrower: string;
+  /** B's IOMMU context for this lease (device name `nic0@A`). */
+  readonly iommu: IommuDescriptor;
+  /** The lease record (LentStats.ts). */
+  readonly stats: SharedArrayBuffer;
+}
+
+/** A lent device's DMA path, attached in one thread (see the file comment). */
+export class NtbDmaResolver implements DmaResolver {
+  readonly fabric: PcieCluster;
+  readonly iommu: IommuContext;
+  readonly stats: LentStats;
+  readonly profile: FabricProfile;
+  private readonly _from: NodeRef;
+  private readonly _lender: string;
+  private readonly _borrower: string;
+
+  /** `directory` is this thread's memories of the borrower's domains. */
+  constructor(data: NtbDmaData, directory: MemoryDirectory) {
+    this.fabric = PcieCluster.attach(data.cluster);
+    this.iommu = IommuContext.attach(data.iommu, directory);
+    this.stats = new LentStats(data.stats);
+    this.profile = fabricProfile(data.profile);
+    this._from = { host: data.lender, node: data.endpoint };
+    this._lender = data.lender;
+    this._borrower = data.borrower;
+  }
+
+  resolve(addr: number, len: number, write: boolean, out: DmaRef): boolean {
+    if (this.stats.revoked) return this._fault();
+    let route: Route;
+    try {
+      route = this.fabric.route(this._from, addr as HostPhysAddr, len);
+    } catch {
+      // Unroutable or outside every window: the adapter drops the TLP; the device sees an error.
+      return this._fault();
+    }
+    const t = route.target;
+    if (t.kind !== 'ram' || t.host !== this._borrower) return this._fault();
+    if (!this.iommu.resolve(t.addr, len, write, out)) return this._fault();
+    const s = this.stats;
+    s.add(write ? LentWord.DMA_WRITES : LentWord.DMA_READS);
+    s.add(LentWord.DMA_NTB_CROSSINGS, route.ntbCrossings);
+    s.add(LentWord.DMA_LINK_HOPS, route.hops.length - route.ntbCrossings);
+    s.addBig(LentBig.DMA_BYTES, len);
+    s.addBig(LentBig.FABRIC_NS, payRoute(this.profile, route, len, write ? 'write' : 'read'));
+    return true;
+  }
+
+  generation(): number {
+    // ORDERING: each term is a seq-cst load of a counter that only grows (see the file comment).
+    return (
+      this.iommu.generation() +
+      this.fabric.generation(this._lender) +
+      this.fabric.generation(this._borrower) +
+      (this.stats.revoked ? 1 : 0)
+    );
+  }
+
+  private _fault(): false {
+    this.stats.add(LentWord.DMA_FAULTS);
+    return false;
+  }
+}
