@@ -16,7 +16,7 @@ const COMMANDS: Record<string, Command> = {
   compare: {
     summary: 'the headline: every transport side by side (perftest-style cells, ratios, CPU, stages, plots, report)',
     usage:
-      'pvio compare [--quick] [--transports native,passthrough,paravirt,paravirt-copy,tcp] [--ops write,read,send] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report]',
+      'pvio compare [--quick] [--transports native,passthrough,paravirt,paravirt-copy,tcp] [--ops write,read,send,blk-randread,blk-seqread] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report]',
     run: async (argv) => (await import('../bench/compare/Compare.js')).compareMain(argv),
   },
   reproduce: {
@@ -69,6 +69,19 @@ const COMMANDS: Record<string, Command> = {
     usage:
       'pvio send_bw [-s SIZE | -a] [-n ITERS | -D SECS [-f MARGIN]] [-t TX_DEPTH] [-Q CQ_MOD] [--report_gbits] [--mode M,...] [--spin-us N] [--output=bandwidth|message_rate] [--out_json [--out_json_file F]]',
     run: async (argv) => (await import('../bench/perftest/PerftestCommand.js')).perftestMain('send_bw', argv),
+  },
+  blk_lat: {
+    summary: 'fio-like 4 KiB random read/write latency (clat percentiles) over paravirt, passthrough and native NVMe',
+    usage:
+      'pvio blk_lat [--rw randread|randwrite] [--bs 4k] [-n ITERS | --runtime SECS] [--mode paravirt,passthrough,native] [--size 64m] [--backing-file PATH] [--placement local|lent] [--no-prefill] [--spin-us N] [--json]',
+    run: async (argv) => (await import('../bench/blk/BlkCommand.js')).blkMain('blk_lat', argv),
+  },
+  blk_bw: {
+    summary:
+      'fio-like 128 KiB sequential read/write bandwidth with --iodepth over paravirt, passthrough and native NVMe',
+    usage:
+      'pvio blk_bw [--rw read|write] [--bs 128k] [--iodepth 16] [-n ITERS | --runtime SECS] [--mode paravirt,passthrough,native] [--size 64m] [--backing-file PATH] [--placement local|lent] [--no-prefill] [--spin-us N] [--json]',
+    run: async (argv) => (await import('../bench/blk/BlkCommand.js')).blkMain('blk_bw', argv),
   },
   'ring-bench': {
     summary: 'ring ping-pong and throughput over real Workers, beside in-run hand-off floors',

@@ -5,7 +5,10 @@
  * Data path, per request: validate (BlkRequestCheck.ts) → read the indirect pages once (mapped
  * read-only, copied, unmapped) → map every segment's grant, all before any I/O (writable for
  * READ, read-only for WRITE: least privilege, LBB `xen_blkbk_map`) → one device call per
- * segment straight into/out of the mapped page (zero copy) → unmap all → respond. Mapping, not
+ * segment straight into/out of the mapped page (zero copy) → unmap all → respond. A device that
+ * DMAs (DmaBlockDevice: an NVMe namespace) gets the grants mapped FOR THE DEVICE and their device
+ * addresses instead, so the controller moves the bytes and dom0's CPU touches none; segments
+ * that tile whole pages of contiguous guest frames go out as one mapping and one command. Mapping, not
  * grant copy: the device call then moves the bytes once, and unmapping before the response is
  * the order blkback keeps (`xen_blkbk_unmap_and_respond`), so the guest may end its grants as
  * soon as it sees the response. No persistent grants: every mapping lives for one request, so
@@ -19,6 +22,7 @@
 import {
   BLKIF_MAX_INDIRECT_SEGMENTS,
   BLKIF_SECTOR_SHIFT,
+  BLKIF_SECTORS_PER_PAGE,
   BLKIF_SEGS_PER_INDIRECT_FRAME,
   BlkifStatus,
 } from '../../protocol/blkif/BlkifConstants.js';
@@ -33,10 +37,10 @@ import {
   segGref,
   segLast,
 } from '../../protocol/blkif/BlkifSlot.js';
-import type { BlockDevice } from '../../protocol/blkif/BlockDevice.js';
+import { type BlockDevice, type DmaBlockDevice, isDmaBlockDevice } from '../../protocol/blkif/BlockDevice.js';
 import { type ErrorCode, PvError, pvError } from '../../protocol/errors.js';
 import type { GrantMapping, Hypercalls } from '../../protocol/Hypercalls.js';
-import { type DomId, type GrantRef, PAGE_SIZE } from '../../protocol/Types.js';
+import { type DomId, type GrantRef, type Iova, PAGE_SIZE } from '../../protocol/Types.js';
 import type { RequestHandler } from '../ring/RingServer.js';
 import { type BlkLimits, type BlkWork, blkifStatusOf, checkBlkRequest, emptyBlkWork } from './BlkRequestCheck.js';
 
@@ -87,6 +91,10 @@ export class BlkHandler {
   private readonly _maps: GrantMapping[] = [];
   private readonly _limits: BlkLimits;
   private readonly _ratio: number;
+  /** The device, when it takes device addresses (zero copy by DMA); else the copy calls are used. */
+  private readonly _dma: DmaBlockDevice | undefined;
+  /** DMA pieces of the request being served: device address, 512-byte sectors, … */
+  private readonly _pieces: number[] = [];
 
   constructor(
     private readonly _hc: Hypercalls,
@@ -94,6 +102,7 @@ export class BlkHandler {
     private readonly _dev: BlockDevice,
   ) {
     this._ratio = _dev.sectorSize >> BLKIF_SECTOR_SHIFT;
+    this._dma = isDmaBlockDevice(_dev) ? _dev : undefined;
     this._limits = {
       sectors: _dev.sectors * this._ratio,
       ratio: this._ratio,
@@ -162,22 +171,16 @@ export class BlkHandler {
     const read = w.kind === 'read';
     try {
       // All-or-nothing: every grant is mapped before the device moves a byte.
-      for (let i = 0; i < w.nseg; i++) {
-        this._maps.push(this._hc.grant.mapGrants(this._front, [segGref(w.segs, i) as GrantRef], read));
-        this.stats.maps++;
-      }
-      let sector = w.sector;
-      for (let i = 0; i < w.nseg; i++) {
-        // INVARIANT: first ≤ last ≤ 7 and alignment were checked on this private copy.
-        const first = segFirst(w.segs, i);
-        const n = segLast(w.segs, i) - first + 1;
-        const view = this._maps[i].view;
-        if (view.byteLength !== PAGE_SIZE) throw pvError('PV_ERR_BLK_BAD_SEGMENT', 'a segment mapping is not one page');
-        const bytes = view.subarray(first << BLKIF_SECTOR_SHIFT, (first + n) << BLKIF_SECTOR_SHIFT);
-        const devSector = sector / this._ratio;
-        if (read) this._dev.read(devSector, n / this._ratio, bytes);
-        else this._dev.write(devSector, n / this._ratio, bytes);
-        sector += n;
+      const dma = this._dma;
+      if (dma !== undefined) {
+        this._mapForDevice(dma, w, read);
+        this._dmaPieces(dma, w, read);
+      } else {
+        for (let i = 0; i < w.nseg; i++) {
+          this._maps.push(this._hc.grant.mapGrants(this._front, [segGref(w.segs, i) as GrantRef], read));
+          this.stats.maps++;
+        }
+        this._copySegments(w, read);
       }
       if (read) {
         this.stats.reads++;
@@ -189,6 +192,100 @@ export class BlkHandler {
     } finally {
       this.releaseMaps();
     }
+  }
+
+  /** One device call per segment straight into/out of the CPU mapping of the guest's page. */
+  private _copySegments(w: BlkWork, read: boolean): void {
+    let sector = w.sector;
+    for (let i = 0; i < w.nseg; i++) {
+      // INVARIANT: first ≤ last ≤ 7 and alignment were checked on this private copy.
+      const first = segFirst(w.segs, i);
+      const n = segLast(w.segs, i) - first + 1;
+      const view = this._maps[i].view;
+      if (view.byteLength !== PAGE_SIZE) throw pvError('PV_ERR_BLK_BAD_SEGMENT', 'a segment mapping is not one page');
+      const bytes = view.subarray(first << BLKIF_SECTOR_SHIFT, (first + n) << BLKIF_SECTOR_SHIFT);
+      const devSector = sector / this._ratio;
+      if (read) this._dev.read(devSector, n / this._ratio, bytes);
+      else this._dev.write(devSector, n / this._ratio, bytes);
+      sector += n;
+    }
+  }
+
+  /**
+   * Maps the request's segments FOR THE DEVICE, in runs: segments that tile whole pages (each
+   * ends at sector 7 and the next starts at 0) are mapped with one `mapGrants` when the guest's
+   * frames are contiguous — blkfront's buffers usually are — so the run is ONE device-contiguous
+   * range and ONE NVMe command (PRP list) instead of one per page. Frames that are not
+   * contiguous (or any failure of the run map) fall back to one map per segment, which also
+   * reports a bad grant as before. Fills `_pieces`: [device address, 512-byte sectors] pairs.
+   */
+  private _mapForDevice(dev: DmaBlockDevice, w: BlkWork, read: boolean): void {
+    const opts = { device: dev.dmaDevice };
+    const pieces = this._pieces;
+    pieces.length = 0;
+    for (let i = 0; i < w.nseg; ) {
+      // INVARIANT: first ≤ last ≤ 7 and alignment were checked on this private copy.
+      let j = i + 1;
+      while (j < w.nseg && segLast(w.segs, j - 1) === 7 && segFirst(w.segs, j) === 0) j++;
+      const first = segFirst(w.segs, i);
+      const sectors = segLast(w.segs, j - 1) + 1 - first + (j - i - 1) * BLKIF_SECTORS_PER_PAGE;
+      if (j - i > 1) {
+        const refs: GrantRef[] = [];
+        for (let k = i; k < j; k++) refs.push(segGref(w.segs, k) as GrantRef);
+        let run: GrantMapping | undefined;
+        try {
+          run = this._hc.grant.mapGrants(this._front, refs, read, opts);
+        } catch {
+          run = undefined; // not contiguous (or a bad ref): map one by one below
+        }
+        if (run !== undefined) {
+          this.stats.maps++;
+          this._maps.push(run);
+          pieces.push(this._devAddr(run) + (first << BLKIF_SECTOR_SHIFT), sectors);
+          i = j;
+          continue;
+        }
+      }
+      for (let k = i; k < j; k++) {
+        const m = this._hc.grant.mapGrants(this._front, [segGref(w.segs, k) as GrantRef], read, opts);
+        this._maps.push(m);
+        this.stats.maps++;
+        const f = segFirst(w.segs, k);
+        pieces.push(this._devAddr(m) + (f << BLKIF_SECTOR_SHIFT), segLast(w.segs, k) - f + 1);
+      }
+      i = j;
+    }
+  }
+
+  private _devAddr(m: GrantMapping): number {
+    if (m.deviceAddr === undefined) throw pvError('PV_ERR_BLK_BAD_SEGMENT', 'a segment was not mapped for the device');
+    return m.deviceAddr;
+  }
+
+  /**
+   * Zero copy: each piece goes to the device at its DEVICE address, all queued, then drained —
+   * always drained before the caller unmaps, even when queueing failed half way (the device
+   * may still be moving bytes into a page whose mapping is about to go).
+   */
+  private _dmaPieces(dev: DmaBlockDevice, w: BlkWork, read: boolean): void {
+    let failure: unknown;
+    try {
+      let sector = w.sector;
+      const pieces = this._pieces;
+      for (let p = 0; p < pieces.length; p += 2) {
+        const n = pieces[p + 1];
+        dev.queueDma(!read, sector / this._ratio, n / this._ratio, pieces[p] as Iova);
+        sector += n;
+      }
+    } catch (err) {
+      failure = err;
+    }
+    try {
+      dev.finishDma();
+    } catch (err) {
+      failure ??= err;
+    }
+    if (failure !== undefined) throw failure;
   }
 
   /** Unmaps every data mapping still held (after each request, and at disconnect). */

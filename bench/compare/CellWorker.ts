@@ -13,11 +13,12 @@
 
 import { runScenario, type ScenarioResult } from '../../hypervisor-sim/scenario/Scenario.js';
 import { Stage } from '../../protocol/stage/StageLedger.js';
+import { runBlkJob } from '../blk/BlkJob.js';
 import { bandwidthFromCompletions, latencyFromSamples, rttFactor } from '../perftest/Stats.js';
 import type { PerftestArgs, PerftestResult } from '../programs/PerftestGuest.js';
 import { summarize } from '../stats/Summary.js';
 import type { CellPlan } from './Matrix.js';
-import type { CellResult, DomainCpu, StageBreakdown, StageName } from './Results.js';
+import { type CellResult, type DomainCpu, isBlockOp, type StageBreakdown, type StageName } from './Results.js';
 
 const PROGRAM = new URL('../programs/PerftestGuest.js', import.meta.url);
 
@@ -115,7 +116,8 @@ function cellOf(task: CellTask, s: ScenarioResult, r: PerftestResult): CellResul
   const base = { transport: plan.transport, op: plan.op, kind: plan.kind, size: plan.size };
   const cpu = domainCpu(s, plan.iters);
   if (plan.kind === 'lat') {
-    const factor = rttFactor(plan.op);
+    // INVARIANT: block ops never reach here (cellTask sends them to blockCell).
+    const factor = rttFactor(plan.op as 'write' | 'read' | 'send');
     const samples = r.rttUs ?? [];
     const stats = latencyFromSamples(samples, { ticksPerUsec: 1, rttFactor: factor });
     const usec = summarize(samples.map((x) => x / factor));
@@ -143,10 +145,48 @@ function cellOf(task: CellTask, s: ScenarioResult, r: PerftestResult): CellResul
   };
 }
 
+/**
+ * A block cell: the fio-like job (one guest, nvme0 through the cell's transport) in the cell's
+ * shape — completion latency as `lat` (t_typical = the median), bandwidth as `bw` with the
+ * iodepth as tx depth and IOPS / 10^6 as Mpps; the guest's CPU is the `client` row.
+ */
+async function blockCell(task: CellTask): Promise<CellResult> {
+  const { plan } = task;
+  const r = await runBlkJob({
+    // INVARIANT: planMatrix gives block ops only the block transports.
+    mode: plan.transport as 'paravirt' | 'passthrough' | 'native',
+    rw: plan.op === 'blk-randread' ? 'randread' : 'read',
+    bs: plan.size,
+    iodepth: plan.txDepth,
+    iters: plan.iters,
+    sizeBytes: plan.deviceBytes ?? 16 << 20,
+    prefill: true,
+    spinBudget: task.spinBudget,
+  });
+  const base = { transport: plan.transport, op: plan.op, kind: plan.kind, size: plan.size };
+  const cpu: DomainCpu[] = [
+    { domain: 'client', cpuNs: r.cpuNsPerIo.guest * r.ios, nsPerMsg: r.cpuNsPerIo.guest },
+    { domain: 'dom0', cpuNs: r.cpuNsPerIo.dom0 * r.ios, nsPerMsg: r.cpuNsPerIo.dom0 },
+  ];
+  if (plan.kind === 'lat') {
+    return { ...base, lat: { iters: r.ios, usec: r.clatUs, tTypical: r.clatUs.median }, cpu, elapsedMs: r.elapsedMs };
+  }
+  const bw = {
+    iters: r.ios,
+    txDepth: plan.txDepth,
+    avgMiBps: r.bwMiBps,
+    peakMiBps: r.bwMiBps,
+    mpps: r.iops / 1e6,
+    seconds: r.seconds,
+  };
+  return { ...base, bw, cpu, elapsedMs: r.elapsedMs };
+}
+
 /** The piscina task: runs one cell and never throws — a failure becomes the cell's `error`. */
 export default async function cellTask(task: CellTask): Promise<CellOutcome> {
   const { transport, op, kind, size } = task.plan;
   try {
+    if (isBlockOp(op) && !task.instrument) return { cell: await blockCell(task) };
     const { scenario, client } = await runCell(task);
     if (task.instrument) return { breakdown: breakdownOf(task, scenario, task.plan.iters) };
     return { cell: cellOf(task, scenario, client) };

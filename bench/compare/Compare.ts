@@ -1,6 +1,7 @@
 /**
  * `pvio compare` — the headline: runs the matrix (transports × ops × {lat, bw} × sizes), each
- * cell a fresh two-guest scenario in a piscina worker; measures the floors (thread hand-off round
+ * cell a fresh two-guest scenario in a piscina worker (block cells: one guest doing fio-like
+ * 4 KiB randread latency / 128 KiB sequential read bandwidth on nvme0, bench/blk/BlkJob.ts); measures the floors (thread hand-off round
  * trip spinning and with wait/notify, memcpy bandwidth) in the same run; prints one side-by-side
  * table with ratios to native, passthrough and the floors, the per-domain CPU and the per-stage
  * breakdown; writes results/<timestamp>/ (JSON, SVG and PNG plots, Markdown report).
@@ -19,13 +20,14 @@ import { measureHandoff, measureMemcpy } from '../floor/Floor.js';
 import { SPIN_POLLS_PER_US } from '../perftest/PerftestCommand.js';
 import { writeReport } from '../report/WriteReport.js';
 import { CellRunner } from './CellRunner.js';
-import { ALL_OPS, ALL_TRANSPORTS, planBreakdown, planMatrix } from './Matrix.js';
+import { ALL_OPS, ALL_TRANSPORTS, BLOCK_OPS, planBreakdown, planMatrix } from './Matrix.js';
 import { Progress } from './Progress.js';
 import {
   type CompareKind,
   type CompareOp,
   type CompareResults,
   type CompareTransport,
+  isBlockOp,
   RESULTS_SCHEMA,
 } from './Results.js';
 import { formatBreakdown, formatCells, formatCpu, formatPreamble } from './Table.js';
@@ -106,7 +108,7 @@ export function parseCompareFlags(argv: readonly string[]): CompareOptions {
   return {
     quick: values.quick === true,
     transports: list(values.transports, ALL_TRANSPORTS, '--transports') ?? ALL_TRANSPORTS,
-    ops: list(values.ops, ALL_OPS, '--ops'),
+    ops: list(values.ops, [...ALL_OPS, ...BLOCK_OPS], '--ops'),
     kinds: list(values.kinds, ['lat', 'bw'] as const, '--kinds'),
     sizes,
     latIters: positive(values['lat-iters'], '--lat-iters'),
@@ -135,7 +137,9 @@ function version(): string {
 export async function runCompare(opts: CompareOptions, progressSink = process.stderr): Promise<CompareResults> {
   const startedAt = new Date();
   const plan = planMatrix(opts);
-  const stagePlan = opts.breakdown ? planBreakdown(opts.transports, opts.quick) : [];
+  // The stage breakdown instruments the RDMA paths only (block cells have no stage ledger rows yet).
+  const rdmaChosen = opts.ops === undefined || opts.ops.some((op) => !isBlockOp(op));
+  const stagePlan = opts.breakdown && rdmaChosen ? planBreakdown(opts.transports, opts.quick) : [];
   const progress = new Progress(plan.length + stagePlan.length + 1, progressSink);
 
   progress.start('floors: thread hand-off and memcpy');

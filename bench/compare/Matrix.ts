@@ -6,7 +6,14 @@
  */
 
 import { pvError } from '../../protocol/errors.js';
-import type { CellKey, CompareKind, CompareOp, CompareTransport } from './Results.js';
+import {
+  type BlockCompareOp,
+  type CellKey,
+  type CompareKind,
+  type CompareOp,
+  type CompareTransport,
+  isBlockOp,
+} from './Results.js';
 
 /** Every transport, in the order tables print them (the references first). */
 export const ALL_TRANSPORTS: readonly CompareTransport[] = [
@@ -16,13 +23,29 @@ export const ALL_TRANSPORTS: readonly CompareTransport[] = [
   'paravirt-copy',
   'tcp',
 ];
-/** Every op. */
+/** Every RDMA op. */
 export const ALL_OPS: readonly CompareOp[] = ['write', 'read', 'send'];
+/** Every block op (fio jobs over nvme0). */
+export const BLOCK_OPS: readonly BlockCompareOp[] = ['blk-randread', 'blk-seqread'];
+/** The transports a block cell runs over (an NVMe SSD has no paravirt-copy or tcp path). */
+export const BLOCK_TRANSPORTS: readonly CompareTransport[] = ['native', 'passthrough', 'paravirt'];
+
+/**
+ * The fixed job of each block op: fio's 4 KiB randread latency (iodepth 1) and 128 KiB
+ * sequential read bandwidth (iodepth 16), on a device of `deviceBytes` prefilled before timing.
+ */
+export const BLOCK_JOBS: Readonly<Record<BlockCompareOp, { kind: CompareKind; size: number; iodepth: number }>> = {
+  'blk-randread': { kind: 'lat', size: 4096, iodepth: 1 },
+  'blk-seqread': { kind: 'bw', size: 128 * 1024, iodepth: 16 },
+};
 
 /** One cell to run plus its iteration budget. */
 export interface CellPlan extends CellKey {
   readonly iters: number;
+  /** perftest's tx depth, or a block job's iodepth. */
   readonly txDepth: number;
+  /** Block cells: the device size (the bandwidth job reads it once per 'pass'). */
+  readonly deviceBytes?: number;
 }
 
 /** What the user chose (flags of `pvio compare`). */
@@ -76,7 +99,10 @@ function txDepth(kind: CompareKind, size: number): number {
 /** The cells to run, in table order (op, kind, size, transport). */
 export function planMatrix(opts: MatrixOptions): CellPlan[] {
   const transports = opts.transports ?? ALL_TRANSPORTS;
-  const ops = opts.ops ?? (opts.quick ? ['write' as const] : ALL_OPS);
+  // Block cells come by default unless the user picked sizes (they have one fixed size each).
+  const blockByDefault = opts.sizes === undefined ? BLOCK_OPS : [];
+  const chosen = opts.ops ?? (opts.quick ? ['write' as const, ...blockByDefault] : [...ALL_OPS, ...blockByDefault]);
+  const ops = chosen.filter((op) => !isBlockOp(op));
   const kinds = opts.kinds ?? (['lat', 'bw'] as const);
   const sizes = SIZES[opts.quick ? 'quick' : 'full'];
   const keys: Array<Pick<CellKey, 'op' | 'kind' | 'size'>> = [];
@@ -88,12 +114,49 @@ export function planMatrix(opts: MatrixOptions): CellPlan[] {
   if (opts.quick && opts.ops === undefined && opts.sizes === undefined) {
     for (const k of QUICK_EXTRA) if (kinds.includes(k.kind)) keys.push(k);
   }
-  if (keys.length === 0 || transports.length === 0) throw pvError('PV_ERR_CONFIG', 'the comparison matrix is empty');
   const plan: CellPlan[] = [];
   for (const k of keys) {
     for (const transport of transports) {
       const iters = k.kind === 'lat' ? latIters(k.size, opts) : bwIters(k.size, opts);
       plan.push({ ...k, transport, iters, txDepth: Math.min(txDepth(k.kind, k.size), iters) });
+    }
+  }
+  plan.push(...planBlock(chosen, transports, opts));
+  if (plan.length === 0) throw pvError('PV_ERR_CONFIG', 'the comparison matrix is empty');
+  return plan;
+}
+
+/**
+ * The block cells: each chosen block op whose kind was chosen, over the block transports the
+ * user kept (`--sizes` does not apply: a block job has one fixed size). Latency takes
+ * `--lat-iters`; bandwidth reads a device of `--bw-mib` (default 16 MiB quick, 64 MiB full) once.
+ */
+function planBlock(
+  ops: readonly CompareOp[],
+  transports: readonly CompareTransport[],
+  opts: MatrixOptions,
+): CellPlan[] {
+  const kinds = opts.kinds ?? (['lat', 'bw'] as const);
+  const plan: CellPlan[] = [];
+  const deviceBytes = opts.bwBytes ?? (opts.quick ? 16 : 64) * MiB;
+  for (const op of BLOCK_OPS) {
+    const job = BLOCK_JOBS[op];
+    if (!ops.includes(op) || !kinds.includes(job.kind)) continue;
+    for (const transport of BLOCK_TRANSPORTS) {
+      if (!transports.includes(transport)) continue;
+      const iters =
+        job.kind === 'lat'
+          ? (opts.latIters ?? (opts.quick ? 2000 : 10000))
+          : Math.max(1, Math.floor(deviceBytes / job.size));
+      plan.push({
+        transport,
+        op,
+        kind: job.kind,
+        size: job.size,
+        iters,
+        txDepth: Math.min(job.iodepth, iters),
+        deviceBytes: Math.max(deviceBytes, job.size),
+      });
     }
   }
   return plan;

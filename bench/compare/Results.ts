@@ -12,8 +12,20 @@ export const RESULTS_SCHEMA = 'pvio-compare/1';
 
 /** The I/O paths compared (the perftest `--mode` values). */
 export type CompareTransport = 'native' | 'passthrough' | 'paravirt' | 'paravirt-copy' | 'tcp';
-/** The RDMA operation a cell times. */
-export type CompareOp = 'write' | 'read' | 'send';
+/**
+ * The operation a cell times: an RDMA op (perftest), or a block job over nvme0 (fio) —
+ * `blk-randread` (4 KiB random reads at iodepth 1: completion latency in `lat`) and
+ * `blk-seqread` (128 KiB sequential reads at iodepth 16: bandwidth in `bw`, iodepth as
+ * `txDepth`, IOPS / 10^6 as `mpps`). Block cells run over paravirt, passthrough and native only.
+ */
+export type CompareOp = 'write' | 'read' | 'send' | BlockCompareOp;
+/** The block ops of `CompareOp`. */
+export type BlockCompareOp = 'blk-randread' | 'blk-seqread';
+
+/** True for a block cell's op. */
+export function isBlockOp(op: CompareOp): op is BlockCompareOp {
+  return op === 'blk-randread' || op === 'blk-seqread';
+}
 /** Latency (ping-pong / read round trip) or bandwidth (streaming with tx depth). */
 export type CompareKind = 'lat' | 'bw';
 

@@ -7,9 +7,15 @@
 
 import { ratios } from '../report/Ratios.js';
 import { formatSize } from './Matrix.js';
-import { type CellResult, type CompareResults, STAGES } from './Results.js';
+import { type CellResult, type CompareResults, isBlockOp, STAGES } from './Results.js';
 
-const OP_NAMES = { write: 'RDMA WRITE', read: 'RDMA READ', send: 'SEND' } as const;
+const OP_NAMES = {
+  write: 'RDMA WRITE',
+  read: 'RDMA READ',
+  send: 'SEND',
+  'blk-randread': 'NVMe random read (fio, iodepth 1)',
+  'blk-seqread': 'NVMe sequential read (fio, iodepth 16)',
+} as const;
 
 const num = (v: number | undefined, digits: number, width: number): string =>
   (v === undefined || !Number.isFinite(v) ? '—' : v.toFixed(digits)).padStart(width);
@@ -64,7 +70,7 @@ export function formatCells(r: CompareResults): string {
       group = key;
       const what = `${OP_NAMES[c.op]} ${c.kind === 'lat' ? 'latency' : 'bandwidth'} ${formatSize(c.size)}`;
       if (c.kind === 'lat') {
-        const half = c.op === 'read' ? 'round trip' : 'half round trip';
+        const half = isBlockOp(c.op) ? 'completion latency' : c.op === 'read' ? 'round trip' : 'half round trip';
         out.push('', `${what} (µs, ${half})`);
         out.push(
           `  ${'transport'.padEnd(14)}${'median'.padStart(10)}${'p99'.padStart(10)}${'p99.9'.padStart(10)}` +

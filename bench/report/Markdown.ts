@@ -23,7 +23,7 @@ export const TRANSPORT_ORDER: readonly CompareTransport[] = [
   'tcp',
 ];
 /** Ops in the order perftest's tools are usually listed. */
-export const OP_ORDER: readonly CompareOp[] = ['write', 'read', 'send'];
+export const OP_ORDER: readonly CompareOp[] = ['write', 'read', 'send', 'blk-randread', 'blk-seqread'];
 /** Domains in the order the CPU table lists them; others follow in order of appearance. */
 const DOMAIN_ORDER = ['client', 'server', 'dom0', 'device'];
 /** What a missing number prints as. */

@@ -7,10 +7,10 @@
  * - bandwidth cells compare average MiB/s, so < 1 means less bandwidth than the reference.
  * The floors come from the same run: a latency floor is the spinning thread hand-off (half its
  * round trip for write/send, whose perftest latency is half a ping-pong; the full round trip for
- * read, whose latency is a full round trip); the bandwidth floor is the SharedArrayBuffer memcpy.
+ * read, whose latency is a full round trip, and for a block request); the bandwidth floor is the SharedArrayBuffer memcpy.
  */
 import type { CellKey, CellResult, CompareResults, CompareTransport } from '../compare/Results.js';
-import { findCell } from '../compare/Results.js';
+import { findCell, isBlockOp } from '../compare/Results.js';
 
 /** The figure of a cell and its three ratios; a field is undefined when it cannot be computed. */
 export interface CellRatios {
@@ -53,7 +53,8 @@ export function floorFor(r: CompareResults, key: Pick<CellKey, 'op' | 'kind'>): 
   if (key.kind === 'bw') return usable(r.floors.memcpyMiBps);
   const rtt = usable(r.floors.handoffSpinRttUs.median);
   if (rtt === undefined) return undefined;
-  return key.op === 'read' ? rtt : rtt / 2;
+  // A block request is a full round trip (submit → completion), as an RDMA READ is.
+  return key.op === 'read' || isBlockOp(key.op) ? rtt : rtt / 2;
 }
 
 /** The value of the same op × kind × size cell on another transport. */

@@ -13,10 +13,15 @@ import { DOM0 } from '../../protocol/Types.js';
 import { WIRE_IB_EDR, WIRE_IDEAL } from '../devices/rnic/RnicFabric.js';
 import type { DomainResult } from '../domain/Domain.js';
 import { Host } from '../domain/Host.js';
-import { type ScenarioSpec, validateScenario } from './ScenarioSpec.js';
+import { DEFAULT_NVME_BYTES, type ScenarioSpec, validateScenario } from './ScenarioSpec.js';
 
 /** The RDMA backend program (compiled), run in dom0 when a guest uses paravirt. */
 export const RDMA_BACKEND_PROGRAM = new URL('../../backend/rdma/RdmaBackendProgram.js', import.meta.url);
+/**
+ * The driver-domain program serving vrdma AND vbd devices on one loop, run in dom0 when a guest
+ * uses an NVMe SSD through paravirt (blkback over the SSD, plus the RDMA backend if NICs are served).
+ */
+export const DRIVER_DOMAIN_PROGRAM = new URL('../../backend/DriverDomainProgram.js', import.meta.url);
 /** dom0's program when no guest needs a backend: waits for shutdown. */
 export const IDLE_PROGRAM = new URL('./IdleProgram.js', import.meta.url);
 
@@ -50,8 +55,16 @@ export interface DeviceThreadOutcome {
 export interface ScenarioResult {
   readonly guests: Readonly<Record<string, DomainOutcome>>;
   readonly backend: DomainOutcome;
-  /** Device counters at the end of the run (per NIC: WRs, bytes, CQEs, faults, doorbells, …). */
-  readonly counters: { readonly nics: Readonly<Record<string, Readonly<Record<string, number>>>> };
+  /**
+   * Device counters at the end of the run (per NIC: WRs, bytes, CQEs, faults, doorbells, …; per
+   * NVMe SSD: commands, bytes, flushes, errors, …).
+   */
+  readonly counters: {
+    readonly nics: Readonly<Record<string, Readonly<Record<string, number>>>>;
+    readonly nvmes: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  };
+  /** Backing file of each NVMe SSD (a temporary one is gone once the run returns). */
+  readonly backingFiles: Readonly<Record<string, string>>;
   readonly elapsedMs: number;
   readonly deviceEngine: 'inline' | 'dedicated';
   readonly wire: string;
@@ -80,6 +93,11 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
   const host = new Host({
     name: spec.host?.name ?? 'host0',
     nics: Array.from({ length: nics }, (_, i) => ({ name: `nic${i}`, portId: i + 1 })),
+    nvmes: (spec.host?.nvmes ?? []).map((n, i) => ({
+      name: `nvme${i}`,
+      sizeBytes: n.sizeBytes ?? DEFAULT_NVME_BYTES,
+      backingFile: n.backingFile,
+    })),
     deviceEngine,
     wire,
     echoConsole: opts.echoConsole,
@@ -88,16 +106,22 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
   const t0 = performance.now();
   try {
     const served = new Set<string>();
-    for (const g of spec.guests) {
+    // Which SSD serves each vbd (`"<front>/<devid>"`), numbered per guest as the plugging below does.
+    const vbds: Record<string, string> = {};
+    spec.guests.forEach((g, i) => {
+      let vbd = 0;
       for (const d of g.devices ?? []) {
         if (d.transport === 'paravirt' || d.transport === 'paravirt-copy') served.add(d.device);
+        if (d.transport === 'paravirt' && d.device.startsWith('nvme')) vbds[`${i + 1}/${vbd++}`] = d.device;
       }
-    }
+    });
+    // A served SSD needs blkback: the driver-domain program runs it beside the RDMA backend.
+    const servesBlock = [...served].some((d) => d.startsWith('nvme'));
     const dom0 = host.createDomain({
       name: 'dom0',
       domid: DOM0,
-      program: served.size > 0 ? RDMA_BACKEND_PROGRAM : IDLE_PROGRAM,
-      args: { spinBudget: spec.backend?.spinBudget, batchLimit: spec.backend?.batchLimit },
+      program: servesBlock ? DRIVER_DOMAIN_PROGRAM : served.size > 0 ? RDMA_BACKEND_PROGRAM : IDLE_PROGRAM,
+      args: { spinBudget: spec.backend?.spinBudget, batchLimit: spec.backend?.batchLimit, vbds },
       memoryBytes: (spec.backend?.memoryMiB ?? 256) << 20,
       pci: [...served].sort().map((device) => ({ device, iommu: 'translate' as const })),
     });
@@ -109,14 +133,20 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
       const attachments: DeviceAttachment[] = [];
       const pci: Array<{ device: string; iommu: 'translate' | 'bypass' }> = [];
       let devid = 0;
-      const plug: Array<{ devid: number }> = [];
+      let vbd = 0;
+      const plug: Array<{ type: 'vrdma' | 'vbd'; devid: number }> = [];
       for (const d of g.devices ?? []) {
         if (d.transport === 'passthrough') pci.push({ device: d.device, iommu: 'translate' });
         else if (d.transport === 'native') pci.push({ device: d.device, iommu: 'bypass' });
         else if (d.transport === 'tcp') attachments.push({ device: d.device, kind: 'rdma-nic', transport: 'tcp' });
-        else {
+        else if (d.device.startsWith('nvme')) {
+          // INVARIANT: validateScenario allowed only paravirt for an SSD served by dom0.
+          attachments.push({ device: d.device, kind: 'nvme', transport: d.transport, devid: vbd, backendDomid: DOM0 });
+          plug.push({ type: 'vbd', devid: vbd });
+          vbd++;
+        } else {
           attachments.push({ device: d.device, kind: 'rdma-nic', transport: d.transport, devid, backendDomid: DOM0 });
-          plug.push({ devid });
+          plug.push({ type: 'vrdma', devid });
           devid++;
         }
       }
@@ -133,7 +163,7 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
     });
     for (const g of guests) {
       for (const p of g.plug) {
-        await host.addDevice({ type: 'vrdma', devid: p.devid, frontDomid: g.domain.domid, backDomid: dom0.domid });
+        await host.addDevice({ type: p.type, devid: p.devid, frontDomid: g.domain.domid, backDomid: dom0.domid });
       }
     }
     const results = await withTimeout(
@@ -149,7 +179,8 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
     );
     const backend = await withTimeout(host.shutdownDomain(dom0.domid), 30_000);
     const elapsedMs = performance.now() - t0;
-    const counters = { nics: host.devices.metrics() };
+    const counters = { nics: host.devices.metrics(), nvmes: host.devices.nvmeMetrics() };
+    const backingFiles = Object.fromEntries(host.devices.nvmeNames().map((n) => [n, host.devices.backingFile(n)]));
     // Every domain has finished: stopping the host now (again in `finally`, a no-op) lets the
     // device thread report what it spent.
     await host.shutdown();
@@ -165,6 +196,7 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
       guests: out,
       backend: outcome(dom0.domid, backend, dom0.console),
       counters,
+      backingFiles,
       elapsedMs,
       deviceEngine,
       wire: wire.name,

@@ -1,5 +1,5 @@
 /**
- * A scenario, as a researcher describes it: the host (its NICs and how their engines run), the
+ * A scenario, as a researcher describes it: the host (its NICs and NVMe SSDs, and how the NICs' engines run), the
  * driver domain, and the guests — each a program module with arguments and memory — with the
  * devices each guest uses and through which transport. `validateScenario` refuses a bad
  * scenario before anything starts, naming the field at fault.
@@ -10,10 +10,12 @@ import type { Transport } from '../../protocol/Pci.js';
 
 /** The transports a guest may use to reach an RDMA NIC. */
 export const TRANSPORTS: readonly Transport[] = ['paravirt', 'paravirt-copy', 'passthrough', 'native', 'tcp'];
+/** The transports a guest may use to reach an NVMe SSD (paravirt = a vbd served by dom0's blkback). */
+export const BLOCK_TRANSPORTS: readonly Transport[] = ['paravirt', 'passthrough', 'native'];
 
 /** One device a guest uses. */
 export interface GuestDeviceSpec {
-  /** A NIC of the host (`nic0`), or any name for `tcp` (no NIC is used). */
+  /** A NIC of the host (`nic0`), an NVMe SSD (`nvme0`), or any name for `tcp` (no NIC is used). */
   readonly device: string;
   readonly transport: Transport;
 }
@@ -29,11 +31,21 @@ export interface GuestSpec {
   readonly devices?: readonly GuestDeviceSpec[];
 }
 
+/** One NVMe SSD of the host (named nvme0, nvme1, … in order). */
+export interface NvmeHostSpec {
+  /** Media size in bytes: a positive multiple of 512 (default 64 MiB). */
+  readonly sizeBytes?: number;
+  /** Backing file; default a sparse temporary file, removed when the scenario ends. */
+  readonly backingFile?: string;
+}
+
 /** The host and its devices. */
 export interface HostSpec {
   readonly name?: string;
   /** Number of RDMA NICs, named nic0 … (default 2), all on one wire. */
   readonly nics?: number;
+  /** NVMe SSDs, named nvme0 … (default none). */
+  readonly nvmes?: readonly NvmeHostSpec[];
   /** Where device engines run (DESIGN §4). */
   readonly deviceEngine?: 'inline' | 'dedicated';
   /** Wire model between NICs: `ideal` (no delay) or `ib-edr`. */
@@ -65,6 +77,9 @@ export interface ScenarioSpec {
   readonly guests: readonly GuestSpec[];
 }
 
+/** Size of an NVMe SSD whose spec gives none. */
+export const DEFAULT_NVME_BYTES = 64 << 20;
+
 /** Smallest guest memory pvio accepts (rings, queues and a few buffers). */
 export const MIN_GUEST_MIB = 4;
 /** Largest guest memory (a SharedArrayBuffer of this size is committed lazily). */
@@ -88,6 +103,17 @@ export function validateScenario(spec: ScenarioSpec): void {
   if (instrument !== undefined && typeof instrument !== 'boolean') {
     fail('host.instrumentStages', `must be a boolean, got ${JSON.stringify(instrument)}`);
   }
+  const nvmes = spec.host?.nvmes ?? [];
+  if (!Array.isArray(nvmes) || nvmes.length > 16) fail('host.nvmes', 'must be an array of at most 16 SSDs');
+  nvmes.forEach((n, i) => {
+    const size = n.sizeBytes ?? DEFAULT_NVME_BYTES;
+    if (!Number.isSafeInteger(size) || size <= 0 || size % 512 !== 0) {
+      fail(`host.nvmes[${i}].sizeBytes`, `must be a positive multiple of 512, got ${size}`);
+    }
+    if (n.backingFile !== undefined && (typeof n.backingFile !== 'string' || n.backingFile.length === 0)) {
+      fail(`host.nvmes[${i}].backingFile`, `must be a non-empty path, got ${JSON.stringify(n.backingFile)}`);
+    }
+  });
   if (!Array.isArray(spec.guests) || spec.guests.length === 0) fail('guests', 'a scenario needs at least one guest');
   const names = new Set<string>();
   const owners = new Map<string, string>();
@@ -109,10 +135,20 @@ export function validateScenario(spec: ScenarioSpec): void {
       if (!TRANSPORTS.includes(d.transport)) {
         fail(`${dat}.transport`, `unknown transport '${d.transport}' (one of ${TRANSPORTS.join(', ')})`);
       }
-      if (d.transport === 'tcp') return;
-      const m = /^nic(\d+)$/.exec(d.device);
-      if (!m || Number(m[1]) >= nics) {
-        fail(`${dat}.device`, `unknown device '${d.device}': this host has ${nics} NIC(s), nic0 … nic${nics - 1}`);
+      const ssd = /^nvme(\d+)$/.exec(d.device);
+      if (ssd) {
+        if (Number(ssd[1]) >= nvmes.length) {
+          fail(`${dat}.device`, `unknown device '${d.device}': this host has ${nvmes.length} NVMe SSD(s) (host.nvmes)`);
+        }
+        if (!BLOCK_TRANSPORTS.includes(d.transport)) {
+          fail(`${dat}.transport`, `an NVMe SSD is reached by ${BLOCK_TRANSPORTS.join(', ')}, not '${d.transport}'`);
+        }
+      } else {
+        if (d.transport === 'tcp') return;
+        const m = /^nic(\d+)$/.exec(d.device);
+        if (!m || Number(m[1]) >= nics) {
+          fail(`${dat}.device`, `unknown device '${d.device}': this host has ${nics} NIC(s), nic0 … nic${nics - 1}`);
+        }
       }
       if (d.transport === 'passthrough' || d.transport === 'native') {
         const prev = owners.get(d.device);

@@ -11,6 +11,7 @@
  */
 
 import { pvError } from '../errors.js';
+import type { Iova } from '../Types.js';
 
 export interface BlockDevice {
   /** Size in device sectors (a safe integer). */
@@ -25,6 +26,33 @@ export interface BlockDevice {
   write(sector: number, count: number, from: Uint8Array): void;
   /** Makes every completed write durable (a cache flush). */
   flush(): void;
+}
+
+/**
+ * A BlockDevice whose data moves by DMA from a PCIe device (an NVMe namespace behind its
+ * driver): besides the copying calls above, it takes buffers given as DEVICE addresses — pages
+ * the backend mapped for `dmaDevice` with `GrantOps.mapGrants(…, { device })`, as Xen's
+ * `GNTMAP_device_map` returns `dev_bus_addr` — so a guest's granted page goes to the device
+ * with no copy in the driver domain.
+ *
+ * Batching: `queueDma` queues one transfer (it may already start it), `finishDma` waits for
+ * EVERY queued transfer, then throws the first failure. A caller must call `finishDma` before it
+ * unmaps the pages, also after a `queueDma` threw: the device may still be writing to a page
+ * whose mapping the caller is about to remove.
+ */
+export interface DmaBlockDevice extends BlockDevice {
+  /** Name of the PCI function the buffers must be mapped for (`nvme0`). */
+  readonly dmaDevice: string;
+  /** Queues a read (device → memory) or write of `count` sectors at `sector` to/from device address `dma`. */
+  queueDma(write: boolean, sector: number, count: number, dma: Iova): void;
+  /** Waits for every queued transfer; throws the first error (PV_ERR_BLK_IO / PV_ERR_BLK_BAD_SECTOR). */
+  finishDma(): void;
+}
+
+/** True when `dev` moves data by DMA (has `dmaDevice`, `queueDma` and `finishDma`). */
+export function isDmaBlockDevice(dev: BlockDevice): dev is DmaBlockDevice {
+  const d = dev as Partial<DmaBlockDevice>;
+  return typeof d.dmaDevice === 'string' && typeof d.queueDma === 'function' && typeof d.finishDma === 'function';
 }
 
 /**

@@ -4,13 +4,36 @@ import { ALL_TRANSPORTS, formatSize, planBreakdown, planMatrix } from '../../../
 
 describe('bench/compare matrix and flags', () => {
   it('the quick matrix runs every transport for each (op, kind, size) row, write rows plus 64 B read/send latency', () => {
-    const plan = planMatrix({ quick: true });
+    const plan = planMatrix({ quick: true }).filter((p) => !p.op.startsWith('blk-'));
     const rows = new Set(plan.map((p) => `${p.op} ${p.kind} ${p.size}`));
     for (const row of rows) {
       const ts = plan.filter((p) => `${p.op} ${p.kind} ${p.size}` === row).map((p) => p.transport);
       assert.deepEqual(ts, [...ALL_TRANSPORTS], `row ${row}`);
     }
     assert.ok(rows.has('read lat 64') && rows.has('send lat 64') && rows.has('write bw 4194304'));
+  });
+
+  it('block rows: 4 KiB randread latency at iodepth 1 and 128 KiB sequential read bandwidth at iodepth 16, over the block paths only', () => {
+    const blk = planMatrix({ quick: true }).filter((p) => p.op.startsWith('blk-'));
+    assert.deepEqual(
+      blk.map((p) => `${p.op} ${p.kind} ${p.size} ${p.transport} ${p.txDepth}`),
+      [
+        'blk-randread lat 4096 native 1',
+        'blk-randread lat 4096 passthrough 1',
+        'blk-randread lat 4096 paravirt 1',
+        'blk-seqread bw 131072 native 16',
+        'blk-seqread bw 131072 passthrough 16',
+        'blk-seqread bw 131072 paravirt 16',
+      ],
+    );
+    for (const p of blk) assert.ok((p.deviceBytes ?? 0) >= p.size);
+    // Chosen ops and transports narrow them; picked sizes (RDMA message sizes) leave them out.
+    assert.deepEqual(
+      planMatrix({ quick: true, ops: ['blk-seqread'], transports: ['paravirt', 'tcp'] }).map((p) => p.transport),
+      ['paravirt'],
+    );
+    assert.ok(planMatrix({ quick: true, sizes: [64] }).every((p) => !p.op.startsWith('blk-')));
+    assert.deepEqual(parseCompareFlags(['--ops', 'blk-randread']).ops, ['blk-randread']);
   });
 
   it('the full matrix covers write, read and send, latency and bandwidth', () => {
