@@ -4,6 +4,7 @@
  */
 
 import { Piscina } from 'piscina';
+import type { FabricProfileName } from '../../hypervisor-sim/pcie/Profiles.js';
 import { pvError } from '../../protocol/errors.js';
 import type { CellOutcome, CellTask } from './CellWorker.js';
 import { type CellPlan, formatSize } from './Matrix.js';
@@ -36,6 +37,7 @@ export class CellRunner {
     private readonly _deviceEngine: 'inline' | 'dedicated',
     private readonly _spinBudget: number | undefined,
     private readonly _progress: Progress,
+    private readonly _fabric: FabricProfileName = 'ideal',
   ) {
     this._pool = new Piscina({
       filename: WORKER.href,
@@ -73,7 +75,13 @@ export class CellRunner {
         const p = plans[i];
         const name = label(p, instrument);
         this._progress.start(name);
-        const task: CellTask = { plan: p, instrument, deviceEngine: this._deviceEngine, spinBudget: this._spinBudget };
+        const task: CellTask = {
+          plan: p,
+          instrument,
+          deviceEngine: this._deviceEngine,
+          spinBudget: this._spinBudget,
+          fabric: this._fabric,
+        };
         const value = pick((await this._pool.run(task)) as CellOutcome);
         if (value === undefined)
           throw pvError('PV_ERR_BAD_REQUEST', `cell worker returned the wrong kind of result for ${name}`);

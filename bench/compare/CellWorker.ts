@@ -11,14 +11,24 @@
  * the measuring runs and their latencies are never reported.
  */
 
+import type { FabricProfileName } from '../../hypervisor-sim/pcie/Profiles.js';
 import { runScenario, type ScenarioResult } from '../../hypervisor-sim/scenario/Scenario.js';
+import type { Transport } from '../../protocol/Pci.js';
 import { Stage } from '../../protocol/stage/StageLedger.js';
 import { runBlkJob } from '../blk/BlkJob.js';
 import { bandwidthFromCompletions, latencyFromSamples, rttFactor } from '../perftest/Stats.js';
 import type { PerftestArgs, PerftestResult } from '../programs/PerftestGuest.js';
 import { summarize } from '../stats/Summary.js';
+import { runLentCell } from './LentCell.js';
 import type { CellPlan } from './Matrix.js';
-import { type CellResult, type DomainCpu, isBlockOp, type StageBreakdown, type StageName } from './Results.js';
+import {
+  type CellResult,
+  type DomainCpu,
+  isBlockOp,
+  LENT_TRANSPORTS,
+  type StageBreakdown,
+  type StageName,
+} from './Results.js';
 
 const PROGRAM = new URL('../programs/PerftestGuest.js', import.meta.url);
 
@@ -30,6 +40,8 @@ export interface CellTask {
   readonly spinBudget?: number;
   /** Run with stage ledgers on and return a StageBreakdown instead of a CellResult. */
   readonly instrument: boolean;
+  /** Fabric timing profile of the NTB path (lent cells). */
+  readonly fabric: FabricProfileName;
 }
 
 /** What comes back: a measured cell or an instrumented breakdown. */
@@ -40,9 +52,10 @@ function cqModOf(plan: CellPlan): number {
   return plan.kind === 'bw' && plan.size <= 8192 ? Math.min(100, plan.txDepth) : 1;
 }
 
-async function runCell(task: CellTask): Promise<{ scenario: ScenarioResult; client: PerftestResult }> {
+/** The perftest guest's arguments for a cell. */
+function perftestArgs(task: CellTask): PerftestArgs {
   const { plan } = task;
-  const args: PerftestArgs = {
+  return {
     test: `${plan.op}_${plan.kind}` as PerftestArgs['test'],
     size: plan.size,
     iters: plan.iters,
@@ -52,14 +65,25 @@ async function runCell(task: CellTask): Promise<{ scenario: ScenarioResult; clie
     spinBudget: task.spinBudget,
     tag: `${plan.transport}-${plan.op}-${plan.kind}-${plan.size}`,
   };
-  const memoryMiB = Math.max(32, Math.ceil((4 * plan.size) / (1 << 20)) + 16);
+}
+
+/** Guest memory for a cell: two halves of the message buffer plus room for rings and the program. */
+function memoryMiBOf(plan: CellPlan): number {
+  return Math.max(32, Math.ceil((4 * plan.size) / (1 << 20)) + 16);
+}
+
+async function runCell(task: CellTask): Promise<{ scenario: ScenarioResult; client: PerftestResult }> {
+  const { plan } = task;
+  const args = perftestArgs(task);
+  const memoryMiB = memoryMiBOf(plan);
   const dev = (i: number) => (plan.transport === 'tcp' ? 'tcp0' : `nic${i}`);
   const guest = (name: string, i: number) => ({
     name,
     program: PROGRAM,
     memoryMiB,
     args: args as unknown as Record<string, unknown>,
-    devices: [{ device: dev(i), transport: plan.transport }],
+    // INVARIANT: cellTask sends the lent transports to lentCell; the rest are scenario transports.
+    devices: [{ device: dev(i), transport: plan.transport as Transport }],
   });
   const scenario = await runScenario({
     host: { deviceEngine: task.deviceEngine, instrumentStages: task.instrument },
@@ -111,17 +135,17 @@ function breakdownOf(task: CellTask, s: ScenarioResult, messages: number): Stage
   return { transport, op, kind, size, messages, nsPerMsg, cpu: domainCpu(s, messages) };
 }
 
-function cellOf(task: CellTask, s: ScenarioResult, r: PerftestResult): CellResult {
+function cellOf(task: CellTask, run: { cpu: DomainCpu[]; elapsedMs: number }, r: PerftestResult): CellResult {
   const { plan } = task;
   const base = { transport: plan.transport, op: plan.op, kind: plan.kind, size: plan.size };
-  const cpu = domainCpu(s, plan.iters);
+  const { cpu, elapsedMs } = run;
   if (plan.kind === 'lat') {
     // INVARIANT: block ops never reach here (cellTask sends them to blockCell).
     const factor = rttFactor(plan.op as 'write' | 'read' | 'send');
     const samples = r.rttUs ?? [];
     const stats = latencyFromSamples(samples, { ticksPerUsec: 1, rttFactor: factor });
     const usec = summarize(samples.map((x) => x / factor));
-    return { ...base, lat: { iters: plan.iters, usec, tTypical: stats.tTypical }, cpu, elapsedMs: s.elapsedMs };
+    return { ...base, lat: { iters: plan.iters, usec, tTypical: stats.tTypical }, cpu, elapsedMs };
   }
   const stats = bandwidthFromCompletions({
     size: plan.size,
@@ -141,7 +165,7 @@ function cellOf(task: CellTask, s: ScenarioResult, r: PerftestResult): CellResul
       seconds: r.seconds ?? 0,
     },
     cpu,
-    elapsedMs: s.elapsedMs,
+    elapsedMs,
   };
 }
 
@@ -182,14 +206,32 @@ async function blockCell(task: CellTask): Promise<CellResult> {
   return { ...base, bw, cpu, elapsedMs: r.elapsedMs };
 }
 
+/**
+ * A Device Lending cell: the same perftest pair in a two-host cluster, the client on a NIC lent
+ * by the other host over an NTB (LentCell.ts), the fabric timed by the task's profile.
+ */
+async function lentCell(task: CellTask): Promise<CellResult> {
+  const { plan } = task;
+  const out = await runLentCell({
+    placement: 'lent',
+    iommu: plan.transport === 'lent-passthrough' ? 'translate' : 'bypass',
+    profile: task.fabric,
+    args: perftestArgs(task),
+    memoryMiB: memoryMiBOf(plan),
+  });
+  const cpu = out.cpu.map((c) => ({ ...c, nsPerMsg: c.cpuNs / plan.iters }));
+  return cellOf(task, { cpu, elapsedMs: out.elapsedMs }, out.client);
+}
+
 /** The piscina task: runs one cell and never throws — a failure becomes the cell's `error`. */
 export default async function cellTask(task: CellTask): Promise<CellOutcome> {
   const { transport, op, kind, size } = task.plan;
   try {
     if (isBlockOp(op) && !task.instrument) return { cell: await blockCell(task) };
+    if (LENT_TRANSPORTS.includes(transport)) return { cell: await lentCell(task) };
     const { scenario, client } = await runCell(task);
     if (task.instrument) return { breakdown: breakdownOf(task, scenario, task.plan.iters) };
-    return { cell: cellOf(task, scenario, client) };
+    return { cell: cellOf(task, { cpu: domainCpu(scenario, task.plan.iters), elapsedMs: scenario.elapsedMs }, client) };
   } catch (err) {
     const e = err as { code?: string; message?: string };
     const error = { code: e.code ?? 'PV_ERR_UNKNOWN', message: e.message ?? String(err) };

@@ -7,7 +7,7 @@
  * breakdown; writes results/<timestamp>/ (JSON, SVG and PNG plots, Markdown report).
  *
  *   pvio compare [--quick] [--transports a,b] [--ops write,read,send] [--kinds lat,bw] [--sizes 64,4096]
- *                [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal] [--spin-us N]
+ *                [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal|pcie3-x8-ntb] [--spin-us N]
  *                [--out DIR] [--no-breakdown] [--no-report]
  */
 
@@ -15,6 +15,11 @@ import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import {
+  FABRIC_PROFILE_NAMES,
+  type FabricProfileName,
+  isFabricProfileName,
+} from '../../hypervisor-sim/pcie/Profiles.js';
 import { pvError } from '../../protocol/errors.js';
 import { measureHandoff, measureMemcpy } from '../floor/Floor.js';
 import { SPIN_POLLS_PER_US } from '../perftest/PerftestCommand.js';
@@ -43,7 +48,8 @@ export interface CompareOptions {
   readonly bwBytes?: number;
   readonly concurrency: number;
   readonly deviceEngine: 'inline' | 'dedicated';
-  readonly fabric: 'ideal';
+  /** Timing of the PCIe fabric's NTB path (the lent rows); local devices pay no fabric cost yet. */
+  readonly fabric: FabricProfileName;
   readonly spinUs: number;
   readonly out?: string;
   readonly breakdown: boolean;
@@ -92,13 +98,9 @@ export function parseCompareFlags(argv: readonly string[]): CompareOptions {
     },
   });
   const fabric = values.fabric ?? 'ideal';
-  if (fabric === 'pcie3-x8-ntb') {
-    throw pvError(
-      'PV_ERR_NOT_SUPPORTED',
-      '--fabric pcie3-x8-ntb needs the PCIe fabric (issue 5), not built yet; use --fabric ideal',
-    );
+  if (!isFabricProfileName(fabric)) {
+    throw pvError('PV_ERR_CONFIG', `--fabric: unknown profile '${fabric}' (${FABRIC_PROFILE_NAMES.join('|')})`);
   }
-  if (fabric !== 'ideal') throw pvError('PV_ERR_CONFIG', `--fabric: unknown profile '${fabric}' (ideal|pcie3-x8-ntb)`);
   const engine = values['device-engine'] ?? 'inline';
   if (engine !== 'inline' && engine !== 'dedicated') {
     throw pvError('PV_ERR_CONFIG', `--device-engine: '${engine}' (expected inline or dedicated)`);
@@ -148,7 +150,7 @@ export async function runCompare(opts: CompareOptions, progressSink = process.st
   const memcpyMiBps = measureMemcpy(4 << 20);
   progress.done('floors', `hand-off ${handoffSpinRttUs.median.toFixed(2)} µs, memcpy ${memcpyMiBps.toFixed(0)} MiB/s`);
 
-  const runner = new CellRunner(opts.concurrency, opts.deviceEngine, spinBudgetOf(opts.spinUs), progress);
+  const runner = new CellRunner(opts.concurrency, opts.deviceEngine, spinBudgetOf(opts.spinUs), progress, opts.fabric);
   try {
     const cells = await runner.cells(plan);
     const breakdown = await runner.breakdowns(stagePlan);

@@ -13,6 +13,7 @@ import {
   type CompareOp,
   type CompareTransport,
   isBlockOp,
+  LENT_TRANSPORTS,
 } from './Results.js';
 
 /** Every transport, in the order tables print them (the references first). */
@@ -22,6 +23,8 @@ export const ALL_TRANSPORTS: readonly CompareTransport[] = [
   'paravirt',
   'paravirt-copy',
   'tcp',
+  'lent',
+  'lent-passthrough',
 ];
 /** Every RDMA op. */
 export const ALL_OPS: readonly CompareOp[] = ['write', 'read', 'send'];
@@ -96,6 +99,17 @@ function txDepth(kind: CompareKind, size: number): number {
   return size >= MiB ? 16 : 128;
 }
 
+/**
+ * The rows a lent NIC runs in: RDMA WRITE at every size of the full matrix; in the quick matrix
+ * only the headline rows (64 B latency and 4 MiB bandwidth), so `--quick` stays under 2 minutes.
+ * A user who names sizes gets every write row they named.
+ */
+function lentRow(k: Pick<CellKey, 'op' | 'kind' | 'size'>, opts: MatrixOptions): boolean {
+  if (k.op !== 'write') return false;
+  if (!opts.quick || opts.sizes !== undefined) return true;
+  return (k.kind === 'lat' && k.size === 64) || (k.kind === 'bw' && k.size === 4 * MiB);
+}
+
 /** The cells to run, in table order (op, kind, size, transport). */
 export function planMatrix(opts: MatrixOptions): CellPlan[] {
   const transports = opts.transports ?? ALL_TRANSPORTS;
@@ -117,6 +131,7 @@ export function planMatrix(opts: MatrixOptions): CellPlan[] {
   const plan: CellPlan[] = [];
   for (const k of keys) {
     for (const transport of transports) {
+      if (LENT_TRANSPORTS.includes(transport) && !lentRow(k, opts)) continue;
       const iters = k.kind === 'lat' ? latIters(k.size, opts) : bwIters(k.size, opts);
       plan.push({ ...k, transport, iters, txDepth: Math.min(txDepth(k.kind, k.size), iters) });
     }
@@ -163,7 +178,9 @@ function planBlock(
 }
 
 /** The instrumented runs of the per-stage breakdown: 64 B latency and 1 MiB bandwidth per transport. */
-export function planBreakdown(transports: readonly CompareTransport[], quick: boolean): CellPlan[] {
+export function planBreakdown(all: readonly CompareTransport[], quick: boolean): CellPlan[] {
+  // The stage ledgers are per scenario; lent cells run in a cluster and report fabric counts instead.
+  const transports = all.filter((t) => !LENT_TRANSPORTS.includes(t));
   const lat = transports.map((transport): CellPlan => {
     return { transport, op: 'write', kind: 'lat', size: 64, iters: quick ? 2000 : 5000, txDepth: 1 };
   });

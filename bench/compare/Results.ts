@@ -11,7 +11,19 @@ import type { Summary } from '../stats/Summary.js';
 export const RESULTS_SCHEMA = 'pvio-compare/1';
 
 /** The I/O paths compared (the perftest `--mode` values). */
-export type CompareTransport = 'native' | 'passthrough' | 'paravirt' | 'paravirt-copy' | 'tcp';
+export type CompareTransport =
+  | 'native'
+  | 'passthrough'
+  | 'paravirt'
+  | 'paravirt-copy'
+  | 'tcp'
+  /** A NIC lent by another host over an NTB (Device Lending), owned natively on the borrower. */
+  | 'lent'
+  /** The same lent NIC passed through to a guest of the borrower (guest → IOMMU → NTB → device). */
+  | 'lent-passthrough';
+
+/** The Device Lending transports (cells run in a two-host cluster, bench/compare/LentCell.ts). */
+export const LENT_TRANSPORTS: readonly CompareTransport[] = ['lent', 'lent-passthrough'];
 /**
  * The operation a cell times: an RDMA op (perftest), or a block job over nvme0 (fio) —
  * `blk-randread` (4 KiB random reads at iodepth 1: completion latency in `lat`) and

@@ -21,6 +21,8 @@ export const TRANSPORT_ORDER: readonly CompareTransport[] = [
   'paravirt',
   'paravirt-copy',
   'tcp',
+  'lent',
+  'lent-passthrough',
 ];
 /** Ops in the order perftest's tools are usually listed. */
 export const OP_ORDER: readonly CompareOp[] = ['write', 'read', 'send', 'blk-randread', 'blk-seqread'];

@@ -18,7 +18,7 @@ import { compareFixture } from '../report/CompareFixture.js';
 const SCHEMA = fileURLToPath(new URL('../../../../bench/schema/compare-results.schema.json', import.meta.url));
 
 async function cell(plan: CellPlan): Promise<CellResult> {
-  const o = await cellTask({ plan, deviceEngine: 'inline', instrument: false });
+  const o = await cellTask({ plan, deviceEngine: 'inline', instrument: false, fabric: 'ideal' });
   assert.ok('cell' in o);
   return o.cell;
 }

@@ -21,7 +21,7 @@ describe('pvio compare end to end (structure only, never timings)', () => {
           PVIO,
           'compare',
           '--transports',
-          'native,paravirt',
+          'native,paravirt,lent',
           '--ops',
           'write',
           '--sizes',
@@ -43,6 +43,7 @@ describe('pvio compare end to end (structure only, never timings)', () => {
       assert.match(text, /^RDMA WRITE bandwidth 64 B \(MiB\/s\)$/m);
       assert.match(text, /^ {2}native +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +1\.00 /m, 'native is its own reference');
       assert.match(text, /^ {2}paravirt +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d/m);
+      assert.match(text, /^ {2}lent +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +— +\d+\.\d/m, 'the lent NIC row beside them');
       assert.match(text, /^CPU time per message, µs/m);
       assert.match(text, /^Per-stage time per message, µs/m);
       assert.match(text, /frontend +ring\+notify +backend +grant map\/copy +device +fabric +total/);
@@ -57,9 +58,14 @@ describe('pvio compare end to end (structure only, never timings)', () => {
       const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false });
       const validate = ajv.compile(JSON.parse(readFileSync(SCHEMA, 'utf8')));
       assert.ok(validate(results), ajv.errorsText(validate.errors));
-      assert.equal(results.cells.length, 4);
+      // Two rows (lat, bw) × three transports; the lent NIC runs in a two-host cluster.
+      assert.equal(results.cells.length, 6);
+      assert.deepEqual(
+        results.cells.filter((c) => c.transport === 'lent').map((c) => c.kind),
+        ['lat', 'bw'],
+      );
       assert.ok(results.cells.every((c) => c.error === undefined));
-      assert.equal(results.breakdown.length, 4);
+      assert.equal(results.breakdown.length, 4, 'no stage breakdown for the lent NIC (a cluster, not a scenario)');
       for (const f of [
         'report.md',
         'latency.svg',

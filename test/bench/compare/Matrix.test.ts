@@ -1,14 +1,20 @@
 import assert from 'node:assert/strict';
 import { parseCompareFlags } from '../../../bench/compare/Compare.js';
 import { ALL_TRANSPORTS, formatSize, planBreakdown, planMatrix } from '../../../bench/compare/Matrix.js';
+import { LENT_TRANSPORTS } from '../../../bench/compare/Results.js';
 
 describe('bench/compare matrix and flags', () => {
-  it('the quick matrix runs every transport for each (op, kind, size) row, write rows plus 64 B read/send latency', () => {
+  it('the quick matrix runs every single-host transport for each (op, kind, size) row, write rows plus 64 B read/send latency', () => {
     const plan = planMatrix({ quick: true }).filter((p) => !p.op.startsWith('blk-'));
     const rows = new Set(plan.map((p) => `${p.op} ${p.kind} ${p.size}`));
+    const single = ALL_TRANSPORTS.filter((t) => !LENT_TRANSPORTS.includes(t));
     for (const row of rows) {
       const ts = plan.filter((p) => `${p.op} ${p.kind} ${p.size}` === row).map((p) => p.transport);
-      assert.deepEqual(ts, [...ALL_TRANSPORTS], `row ${row}`);
+      assert.deepEqual(
+        ts.filter((t) => !LENT_TRANSPORTS.includes(t)),
+        single,
+        `row ${row}`,
+      );
     }
     assert.ok(rows.has('read lat 64') && rows.has('send lat 64') && rows.has('write bw 4194304'));
   });
@@ -93,11 +99,28 @@ describe('bench/compare matrix and flags', () => {
       message: /unknown value 'rdma'/,
     });
     assert.throws(() => parseCompareFlags(['--concurrency', '0']), { code: 'PV_ERR_CONFIG' });
-    assert.throws(() => parseCompareFlags(['--fabric', 'pcie3-x8-ntb']), {
-      code: 'PV_ERR_NOT_SUPPORTED',
-      message: /issue 5/,
+    assert.equal(parseCompareFlags(['--fabric', 'pcie3-x8-ntb']).fabric, 'pcie3-x8-ntb');
+    assert.throws(() => parseCompareFlags(['--fabric', 'pcie4']), {
+      code: 'PV_ERR_CONFIG',
+      message: /unknown profile 'pcie4' \(ideal\|pcie3-x8-ntb\)/,
     });
     assert.throws(() => parseCompareFlags(['--bogus']));
+  });
+
+  it('lent NICs run the headline write rows in the quick matrix, every write row in the full one, and no breakdown', () => {
+    const lent = (quick: boolean) =>
+      planMatrix({ quick })
+        .filter((p) => LENT_TRANSPORTS.includes(p.transport))
+        .map((p) => `${p.transport} ${p.op} ${p.kind} ${p.size}`);
+    assert.deepEqual(lent(true), [
+      'lent write lat 64',
+      'lent-passthrough write lat 64',
+      'lent write bw 4194304',
+      'lent-passthrough write bw 4194304',
+    ]);
+    const full = lent(false);
+    assert.ok(full.length > 4 && full.every((r) => r.includes(' write ')));
+    assert.ok(planBreakdown(ALL_TRANSPORTS, true).every((p) => !LENT_TRANSPORTS.includes(p.transport)));
   });
 
   it('sizes print in binary units', () => {
