@@ -43,7 +43,11 @@ describe('pvio compare end to end (structure only, never timings)', () => {
       assert.match(text, /^RDMA WRITE bandwidth 64 B \(MiB\/s\)$/m);
       assert.match(text, /^ {2}native +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +1\.00 /m, 'native is its own reference');
       assert.match(text, /^ {2}paravirt +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d/m);
-      assert.match(text, /^ {2}lent +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +— +\d+\.\d/m, 'the lent NIC row beside them');
+      assert.match(
+        text,
+        /^ {2}lent +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +— +\d+\.\d/m,
+        'the lent NIC row beside them',
+      );
       assert.match(text, /^CPU time per message, µs/m);
       assert.match(text, /^Per-stage time per message, µs/m);
       assert.match(text, /frontend +ring\+notify +backend +grant map\/copy +device +fabric +total/);
