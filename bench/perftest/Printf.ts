@@ -42,6 +42,8 @@ export function sprintf(format: string, ...args: readonly PrintfArg[]): string {
         }
         body = conv === 'x' ? v.toString(16) : conv === 'X' ? v.toString(16).toUpperCase() : v.toString(10);
         if (precision !== undefined) body = body.padStart(precision, '0');
+        // C's alternate form: 0x / 0X before a non-zero hex value (perftest's %#06x key lines).
+        if (flags.includes('#') && (conv === 'x' || conv === 'X') && v !== 0n) sign += conv === 'x' ? '0x' : '0X';
         break;
       }
       default: {
