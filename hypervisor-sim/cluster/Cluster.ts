@@ -23,6 +23,15 @@
  * PV_ERR_LEND_REVOKED, every DMA faults), closes the windows and resets the function. The lender
  * may then lend it to another host.
  *
+ * NVMe SSDs are lent the same way (`nvmes` of a host; LentNvme.ts): exclusively, the borrower's
+ * domain runs the unchanged NvmeDriver against `nvme0@A` (BAR through the BAR window, DMA through
+ * the DMA window into B, media writes into A's backing file); its in-use count is the owner plus
+ * the commands the controller holds on its I/O queues; a forced return ends the lease (every
+ * later doorbell throws PV_ERR_LEND_REVOKED, every DMA faults) and resets the controller, so the
+ * driver's next ring or reap fails at once instead of waiting. An SSD lent `shareable` is borrowed
+ * with `mode: 'shared'` by several hosts at once, each holding one I/O queue pair (registry queue k
+ * → qid k + 1) that the lender's queue manager creates for it (SharedNvme.ts).
+ *
  * NICs of one borrower share its fabric lock (a WR between a local NIC and a borrowed one runs
  * inline in the doorbell writer's thread), so every host runs inline engines and NIC port ids
  * are unique across the cluster. RDMA peers of a lent NIC are NICs of the borrower (or the lent
@@ -30,28 +39,33 @@
  */
 
 import { pvError } from '../../protocol/errors.js';
+import type { NvmeState } from '../devices/nvme/NvmeDevice.js';
 import { Host, type HostOptions } from '../domain/Host.js';
-import type { NicSpec } from '../domain/HostDevices.js';
+import type { NicSpec, NvmeSpec } from '../domain/HostDevices.js';
 import { IommuContext } from '../iommu/IommuContext.js';
 import { InMemoryRegistry } from '../lending/InMemoryRegistry.js';
-import type { DeviceRegistry, Lease, RegistryEvent } from '../lending/Types.js';
+import type { DeviceRegistry, Lease, LeaseMode, RegistryEvent } from '../lending/Types.js';
 import { MemoryDirectory } from '../memory/MemoryDirectory.js';
 import { PcieCluster } from '../pcie/PcieCluster.js';
 import type { FabricProfileName } from '../pcie/Profiles.js';
-import { ApertureSpace, DEFAULT_RAM_BYTES, ntbNode, type Placement, planFabric } from './FabricPlan.js';
+import { ApertureSpace, DEFAULT_RAM_BYTES, ntbNode, nvmeBarBytes, type Placement, planFabric } from './FabricPlan.js';
 import { LentDevices } from './LentDevices.js';
 import type { LentNicData } from './LentNic.js';
+import type { LentNvmeData } from './LentNvme.js';
 import { LentStats } from './LentStats.js';
+import { SharedNvmeManager } from './SharedNvme.js';
 
 /** One host of the cluster. */
 export interface ClusterHostSpec {
   readonly name: string;
   /** NICs (`portId` defaults to a cluster-unique one). */
   readonly nics?: readonly NicSpec[];
+  /** NVMe SSDs (file-backed; lendable with kind 'nvme'). */
+  readonly nvmes?: readonly NvmeSpec[];
   /** Bus-address space of the host in the fabric (default 1 GiB). */
   readonly ramBytes?: number;
   /** Other host options (the engine is always inline). */
-  readonly options?: Omit<HostOptions, 'name' | 'nics' | 'deviceEngine'>;
+  readonly options?: Omit<HostOptions, 'name' | 'nics' | 'nvmes' | 'deviceEngine'>;
 }
 
 /** What a cluster is built from. */
@@ -69,6 +83,14 @@ export interface ClusterOptions {
 export interface ClusterBorrowOptions {
   /** Bytes of the borrower's bus space the lender's DMA window covers (default: all of it). */
   readonly dmaWindowBytes?: number;
+  /** 'exclusive' (default) or 'shared' (an NVMe lent shareable: one I/O queue pair, SharedNvme.ts). */
+  readonly mode?: LeaseMode;
+}
+
+/** Options of `lend`. */
+export interface ClusterLendOptions {
+  /** NVMe only: several hosts may borrow it at once, each one I/O queue pair (SmartIO). */
+  readonly shareable?: boolean;
 }
 
 /** A live borrow, as `borrow` returns it. */
@@ -76,6 +98,9 @@ export interface LentHandle {
   readonly lease: Lease;
   /** Name on the borrower (= registry id), e.g. `nic0@A`. */
   readonly name: string;
+  readonly kind: 'rdma-nic' | 'nvme';
+  /** Shared NVMe lease: the I/O queue id the borrower uses (lease.queue + 1). */
+  readonly qid?: number;
   readonly lender: string;
   readonly device: string;
   readonly borrower: string;
@@ -108,7 +133,9 @@ export class Cluster {
   readonly profile: FabricProfileName;
   private readonly _members = new Map<string, Member>();
   private readonly _apertures = new Map<string, ApertureSpace>();
-  private readonly _offers = new Map<string, { host: string; device: string }>();
+  private readonly _offers = new Map<string, { host: string; device: string; kind: 'rdma-nic' | 'nvme' }>();
+  /** Lender-side queue managers of shareable NVMe SSDs, by registry id. */
+  private readonly _managers = new Map<string, SharedNvmeManager>();
   private readonly _active = new Map<string, Active>();
   private readonly _unwatch: () => void;
   private _bdfs = 0;
@@ -129,6 +156,10 @@ export class Cluster {
           name: p.spec.name,
           ramBytes: p.ramBytes,
           nics: p.nics.map((n) => ({ name: n.name, maxQp: n.maxQp ?? 256 })),
+          nvmes: (p.spec.nvmes ?? []).map((n) => ({
+            name: n.name,
+            barBytes: nvmeBarBytes(n.maxIoQueues ?? 16, n.dstrd ?? 0),
+          })),
         })),
         links,
       ),
@@ -142,7 +173,13 @@ export class Cluster {
       }
     }
     for (const p of plan) {
-      const host = new Host({ ...p.spec.options, name: p.spec.name, nics: p.nics, deviceEngine: 'inline' });
+      const host = new Host({
+        ...p.spec.options,
+        name: p.spec.name,
+        nics: p.nics,
+        nvmes: p.spec.nvmes,
+        deviceEngine: 'inline',
+      });
       const memories = (): MemoryDirectory => {
         const dir = new MemoryDirectory();
         for (const d of host.domains()) dir.addMemory(d.memory);
@@ -165,17 +202,30 @@ export class Cluster {
     return this._member(name).lending;
   }
 
-  /** Offers NIC `device` of `host` in the registry; returns its id (`nic0@A`). */
-  async lend(host: string, device: string): Promise<string> {
+  /**
+   * Offers device `device` of `host` (a NIC, or an NVMe SSD) in the registry; returns its id
+   * (`nic0@A`). `shareable` (NVMe only): several hosts may borrow it at once, one I/O queue pair
+   * each, the lender keeping the admin queue (SharedNvme.ts).
+   */
+  async lend(host: string, device: string, opts: ClusterLendOptions = {}): Promise<string> {
     const m = this._member(host);
-    if (!m.host.devices.names().includes(device)) throw pvError('PV_ERR_CONFIG', `${host} has no NIC named ${device}`);
+    const isNvme = m.host.devices.nvmeNames().includes(device);
+    if (!isNvme && !m.host.devices.names().includes(device)) {
+      throw pvError('PV_ERR_CONFIG', `${host} has no NIC or NVMe SSD named ${device}`);
+    }
+    if (opts.shareable === true && !isNvme) throw pvError('PV_ERR_NOT_SUPPORTED', `only NVMe SSDs are lent shareable`);
     const owner = m.host.devices.owner(device);
     if (owner !== undefined) throw pvError('PV_ERR_LEND_IN_USE', `${device} of ${host} is owned by domain ${owner}`);
     const id = `${device}@${host}`;
-    const bdf = `0000:${(3 + m.host.devices.names().indexOf(device)).toString(16).padStart(2, '0')}:00.0`;
-    await this.registry.register({ id, owner: host, kind: 'rdma-nic', bdf, shareable: false, queues: 1 });
+    const index = isNvme
+      ? m.host.devices.names().length + m.host.devices.nvmeNames().indexOf(device)
+      : m.host.devices.names().indexOf(device);
+    const bdf = `0000:${(3 + index).toString(16).padStart(2, '0')}:00.0`;
+    const queues = isNvme ? m.host.devices.nvmeData(device).state.sizes.maxIoQueues : 1;
+    const shareable = opts.shareable === true;
+    await this.registry.register({ id, owner: host, kind: isNvme ? 'nvme' : 'rdma-nic', bdf, shareable, queues });
     m.lending.markLentOut(device, 'offered for lending');
-    this._offers.set(id, { host, device });
+    this._offers.set(id, { host, device, kind: isNvme ? 'nvme' : 'rdma-nic' });
     return id;
   }
 
@@ -185,33 +235,40 @@ export class Cluster {
     if (offer === undefined) throw pvError('PV_ERR_LEND_NOT_FOUND', `no device ${id} was lent through this cluster`);
     await this.registry.unregister(id);
     this._offers.delete(id);
+    this._managers.get(id)?.stop();
+    this._managers.delete(id);
     this._member(offer.host).lending.clearLentOut(offer.device);
   }
 
-  /** Borrows `id` exclusively for `byHost` (see the file comment). */
+  /** Borrows `id` for `byHost`, exclusively or (shareable NVMe) one queue pair (see the file comment). */
   async borrow(id: string, byHost: string, opts: ClusterBorrowOptions = {}): Promise<LentHandle> {
     const offer = this._offers.get(id);
     if (offer === undefined) throw pvError('PV_ERR_LEND_NOT_FOUND', `no device ${id} was lent through this cluster`);
     const b = this._member(byHost);
     if (byHost === offer.host) throw pvError('PV_ERR_INVALID_ARG', `${byHost} owns ${id}: use ${offer.device} locally`);
+    if (this._active.has(activeKey(id, byHost))) throw pvError('PV_ERR_LEND_BUSY', `${byHost} already holds ${id}`);
     const port = this.fabric.ports(offer.host).find((p) => p.peerHost === byHost);
     if (port === undefined) throw pvError('PV_ERR_PCIE_UNROUTABLE', `no NTB links ${offer.host} and ${byHost}`);
     const dmaBytes = opts.dmaWindowBytes ?? b.ramBytes;
     if (!Number.isSafeInteger(dmaBytes) || dmaBytes <= 0 || dmaBytes > b.ramBytes) {
       throw pvError('PV_ERR_INVALID_ARG', `dmaWindowBytes must be in [1, ${b.ramBytes}]`);
     }
-    const lease = await this.registry.borrow(id, byHost, { mode: 'exclusive' });
+    const mode = opts.mode ?? 'exclusive';
+    const lease = await this.registry.borrow(id, byHost, { mode });
     const slots: Active['slots'] = [];
     try {
       const ep = this.fabric.host(offer.host).node(offer.device);
-      // INVARIANT: planFabric made every NIC an endpoint with one BAR, enumerated with a base.
+      // INVARIANT: planFabric made every NIC and SSD an endpoint with one BAR, enumerated with a base.
       const bar = ep?.kind === 'endpoint' ? ep.bars[0] : { size: 0, base: 0 };
       const barWin = this._open(byHost, port.ntb, ntbNode(offer.host), bar.size, bar.base!, slots);
       const dmaWin = this._open(offer.host, port.ntb, ntbNode(byHost), dmaBytes, 0, slots);
       const stats = LentStats.create();
+      const qid = lease.queue === undefined ? undefined : lease.queue + 1;
       const handle: Active = {
         lease,
         name: id,
+        kind: offer.kind,
+        qid,
         lender: offer.host,
         device: offer.device,
         borrower: byHost,
@@ -221,13 +278,9 @@ export class Cluster {
         dmaWindowBytes: dmaBytes,
         slots,
       };
-      const nicData = this._member(offer.host)
-        .host.devices.allNics()
-        .find((n) => n.iommu.device === offer.device)!;
-      const data: LentNicData = {
+      const common = {
         name: id,
         bdf: `0000:${(0x40 + (this._bdfs++ % 0xc0)).toString(16)}:00.0`,
-        state: nicData.state,
         barWindowBase: barWin,
         dmaWindowBase: dmaWin,
         lease,
@@ -239,9 +292,25 @@ export class Cluster {
         iommu: IommuContext.create({ device: id }),
         stats,
       };
-      b.lending.addBorrowed(data);
+      const lender = this._member(offer.host).host.devices;
+      if (offer.kind === 'nvme') {
+        const state = lender.nvmeData(offer.device).state;
+        let data: LentNvmeData = { ...common, kind: 'nvme', state };
+        let release: (() => void) | undefined;
+        if (qid !== undefined) {
+          const manager = this._manager(id, offer.host, state);
+          const mailbox = manager.addHost(qid, data, () => this._memories(byHost));
+          data = { ...data, qid, mailbox };
+          release = () => manager.dropQueue(qid);
+        }
+        b.lending.addBorrowed(data, release);
+      } else {
+        const nicData = lender.allNics().find((n) => n.iommu.device === offer.device)!;
+        const data: LentNicData = { ...common, state: nicData.state };
+        b.lending.addBorrowed(data);
+      }
       this._member(offer.host).lending.markLentOut(offer.device, `borrowed by ${byHost}`);
-      this._active.set(id, handle);
+      this._active.set(activeKey(id, byHost), handle);
       return handle;
     } catch (err) {
       this._close(slots);
@@ -251,42 +320,66 @@ export class Cluster {
   }
 
   /**
-   * What `handle`'s borrower has in use: WRs queued on the NIC, plus 1 while a domain of the
-   * borrower owns it (an attached driver).
+   * What `handle`'s borrower has in use: WRs queued on a NIC, or commands an NVMe controller
+   * holds on the borrower's queues, plus 1 while a domain of the borrower owns it.
    */
   inUse(handle: LentHandle): number {
     const l = this._member(handle.borrower).lending;
-    return l.outstandingWrs(handle.name) + (l.owner(handle.name) === undefined ? 0 : 1);
+    return l.outstanding(handle.name) + (l.owner(handle.name) === undefined ? 0 : 1);
   }
 
   /** Returns a borrow: refused (PV_ERR_LEND_IN_USE) while in use unless `force`. */
   async giveBack(handle: LentHandle, opts: { readonly force?: boolean } = {}): Promise<void> {
-    if (this._active.get(handle.name) !== handle) {
+    if (this._active.get(activeKey(handle.name, handle.borrower)) !== handle) {
       throw pvError('PV_ERR_LEND_NOT_HOLDER', `${handle.borrower} no longer holds ${handle.name}`);
     }
     await this.registry.setInUse(handle.lease, this.inUse(handle));
     await this.registry.return(handle.lease, { force: opts.force === true });
   }
 
-  /** Stops watching the registry and shuts every host down. */
+  /** Stops watching the registry and the queue managers, and shuts every host down. */
   async shutdown(): Promise<void> {
     this._unwatch();
+    for (const m of this._managers.values()) m.stop();
+    this._managers.clear();
     for (const m of this._members.values()) await m.host.shutdown();
   }
 
   /** Registry events: a lease of ours ended (returned, or revoked by force) → tear it down. */
   private _onEvent(e: RegistryEvent): void {
     if (e.type !== 'returned' && e.type !== 'revoked') return;
-    const a = this._active.get(e.lease.id);
+    const key = activeKey(e.lease.id, e.lease.holder);
+    const a = this._active.get(key);
     if (a === undefined || a.lease.generation !== e.lease.generation) return;
-    this._active.delete(a.name);
+    this._active.delete(key);
     const borrower = this._member(a.borrower).lending;
     // Forced: fail every outstanding WR into the borrower's CQs while the windows are open.
-    if (e.type === 'revoked') borrower.flushAll(a.name);
+    if (e.type === 'revoked' && a.kind === 'rdma-nic') borrower.flushAll(a.name);
     a.stats.revoke();
-    this._close(a.slots);
+    // Reset (or, shared, delete the host's queue pair) while the windows are still open.
     borrower.removeBorrowed(a.name);
-    this._member(a.lender).lending.markLentOut(a.device, 'offered for lending');
+    this._close(a.slots);
+    this._managers.get(a.name)?.removeHost(a.qid);
+    const lender = this._member(a.lender).lending;
+    const stillLent = [...this._active.values()].some((x) => x.name === a.name);
+    lender.markLentOut(a.device, stillLent ? 'shared' : 'offered for lending');
+  }
+
+  /** The lender-side queue manager of a shareable NVMe (created at its first shared borrow). */
+  private _manager(id: string, host: string, state: NvmeState): SharedNvmeManager {
+    let m = this._managers.get(id);
+    if (m === undefined) {
+      m = new SharedNvmeManager({ state, ramBytes: this._member(host).ramBytes });
+      this._managers.set(id, m);
+    }
+    return m;
+  }
+
+  /** A directory of `host`'s live domain memories (main-thread DMA: queue checks, resets). */
+  private _memories(host: string): MemoryDirectory {
+    const dir = new MemoryDirectory();
+    for (const d of this._member(host).host.domains()) dir.addMemory(d.memory);
+    return dir;
   }
 
   /** Places and opens a window on `host`'s side of `ntb`; returns its base. */
@@ -323,4 +416,9 @@ export class Cluster {
     if (m === undefined) throw pvError('PV_ERR_CONFIG', `no host ${String(name)} in the cluster`);
     return m;
   }
+}
+
+/** Key of a live borrow: one per (device, borrower) — a host holds at most one lease on a device. */
+function activeKey(id: string, holder: string): string {
+  return `${id}|${holder}`;
 }

@@ -7,6 +7,7 @@
  * ```
  *  rc ── sw ─┬─ nic0 (BAR 0)           one endpoint per NIC of the host
  *            ├─ nic1 …
+ *            ├─ nvme0 (BAR 0)          one endpoint per NVMe SSD
  *            └─ ntb-B (aperture)       one NTB adapter per link, named after the peer host
  * ```
  * so a lent NIC's DMA crosses nic0 → sw → ntb-B on the lender, the NTB, and ntb-A → sw → rc on
@@ -18,6 +19,7 @@
  */
 
 import { pvError } from '../../protocol/errors.js';
+import { nvmeBarSize } from '../../protocol/nvme/NvmeRegs.js';
 import { nicBarSize } from '../../protocol/rdma/NicRegs.js';
 import type { ClusterSpec, HostSpec, LinkSpec, NodeSpec, NtbSpec } from '../pcie/Types.js';
 
@@ -34,6 +36,8 @@ export interface PlanHost {
   readonly ramBytes: number;
   /** NIC names and their maxQp (it sizes BAR 0). */
   readonly nics: readonly { readonly name: string; readonly maxQp: number }[];
+  /** NVMe SSD names and their BAR 0 size in the fabric (nvmeBarBytes). */
+  readonly nvmes?: readonly { readonly name: string; readonly barBytes: number }[];
 }
 
 /** Node id of the NTB adapter on `host` that leads to `peer`. */
@@ -49,6 +53,11 @@ export function ntbName(a: string, b: string): string {
 /** Size of a NIC's BAR 0 in the fabric: the register file rounded up to a power of two. */
 export function nicBarBytes(maxQp: number): number {
   return 2 ** Math.ceil(Math.log2(nicBarSize(maxQp)));
+}
+
+/** Size of an NVMe SSD's BAR 0 in the fabric: its register file rounded up to a power of two. */
+export function nvmeBarBytes(maxIoQueues: number, dstrd: number): number {
+  return 2 ** Math.ceil(Math.log2(nvmeBarSize(maxIoQueues, dstrd)));
 }
 
 /** Builds the cluster's fabric description (validated later by PcieCluster.create). */
@@ -81,6 +90,12 @@ export function planFabric(hosts: readonly PlanHost[], links: readonly (readonly
       // Mellanox ConnectX-5 identity, class 0x0207 (InfiniBand controller).
       const config = { vendorId: 0x15b3, deviceId: 0x1017, classCode: 0x020700 };
       nodes.push({ id: n.name, kind: 'endpoint', config, bars: [{ size: nicBarBytes(n.maxQp) }] });
+      ls.push({ a: 'sw', b: n.name });
+    }
+    for (const n of h.nvmes ?? []) {
+      // Samsung PM1725-class identity, class 0x010802 (NVM Express controller).
+      const config = { vendorId: 0x144d, deviceId: 0xa822, classCode: 0x010802 };
+      nodes.push({ id: n.name, kind: 'endpoint', config, bars: [{ size: n.barBytes }] });
       ls.push({ a: 'sw', b: n.name });
     }
     for (const p of peers.get(h.name)!) {

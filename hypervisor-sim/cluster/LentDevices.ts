@@ -10,6 +10,11 @@
  * inline engines attach every borrowed NIC (a WR from a local NIC to a borrowed one runs the
  * responder half in the doorbell writer's thread), as they attach every local one.
  *
+ * A borrowed NVMe SSD (LentNvme.ts) is attached only by its owner's thread (its controller runs
+ * inline in the doorbell writer's thread, and no other device of the host DMAs into it); when
+ * its owner goes, an exclusive one gets a function-level reset, a shared one loses the owner's
+ * queue pair (the `release` hook the Cluster gives: the lender's queue manager deletes it).
+ *
  * The main thread also needs to act on a borrowed NIC: function-level reset when its owner dies,
  * and, on a forced return, moving every QP to ERR so each outstanding WR completes with
  * WR_FLUSH_ERR in the borrower's CQs (never a hang). It does so through a device attached here
@@ -20,6 +25,7 @@
 import { pvError } from '../../protocol/errors.js';
 import { rqDoorbell, sqDoorbell } from '../../protocol/rdma/NicRegs.js';
 import type { DomId } from '../../protocol/Types.js';
+import { NvmeDevice } from '../devices/nvme/NvmeDevice.js';
 import { moveToErr } from '../devices/rnic/Completion.js';
 import { QpCtx } from '../devices/rnic/DevLayout.js';
 import { functionReset } from '../devices/rnic/FunctionReset.js';
@@ -29,7 +35,11 @@ import type { PciAssignment } from '../domain/HostDevices.js';
 import { IommuContext } from '../iommu/IommuContext.js';
 import { MemoryDirectory } from '../memory/MemoryDirectory.js';
 import type { LentNicData } from './LentNic.js';
+import { isLentNvme, type LentNvmeData, nvmeOutstanding } from './LentNvme.js';
 import { NtbDmaResolver } from './NtbDmaResolver.js';
+
+/** A borrowed device as handed to a domain thread: a NIC or an NVMe SSD. */
+export type LentData = LentNicData | LentNvmeData;
 
 /** What HostDevices calls (see HostDevices.attachLending). */
 export interface LendingHook {
@@ -41,14 +51,19 @@ export interface LendingHook {
   validate(domain: string, a: PciAssignment, seen: Set<string>): boolean;
   /** Gives a borrowed device to `domid`; false if `a` names no borrowed device. */
   assign(domid: DomId, ownerBytes: number, a: PciAssignment): boolean;
-  /** Borrowed NICs a new domain thread attaches: all when it runs inline engines, else the owned. */
-  workerData(pci: readonly PciAssignment[], runsEngine: boolean): LentNicData[];
+  /**
+   * Borrowed devices a new domain thread attaches: NICs all when it runs inline engines, else
+   * the owned; NVMe SSDs only when owned.
+   */
+  workerData(pci: readonly PciAssignment[], runsEngine: boolean): LentData[];
   /** A domain's thread is gone: reset and release what it owned, revoke extents on its memory. */
   release(domid: DomId): void;
 }
 
 interface Borrowed {
-  readonly data: LentNicData;
+  readonly data: LentData;
+  /** Replaces the function-level reset when the owner goes or the borrow ends (shared NVMe). */
+  readonly release: (() => void) | undefined;
   /** This thread's view of the lease's IOMMU context (it resolves nothing here). */
   readonly iommu: IommuContext;
   owner: DomId | undefined;
@@ -80,11 +95,15 @@ export class LentDevices implements LendingHook {
     this._lentOut.delete(device);
   }
 
-  /** Makes a borrowed NIC assignable here. */
-  addBorrowed(data: LentNicData): void {
+  /**
+   * Makes a borrowed device assignable here. `release` replaces the function-level reset done
+   * when its owner goes or the borrow ends (a shared NVMe queue pair is deleted instead).
+   */
+  addBorrowed(data: LentData, release?: () => void): void {
     if (this._borrowed.has(data.name)) throw pvError('PV_ERR_CONFIG', `${data.name} is already borrowed here`);
     this._borrowed.set(data.name, {
       data,
+      release,
       iommu: IommuContext.attach(data.iommu, new MemoryDirectory()),
       owner: undefined,
     });
@@ -103,6 +122,16 @@ export class LentDevices implements LendingHook {
   /** This host's view of the lease's IOMMU context (diagnostics and tests). */
   iommu(name: string): IommuContext {
     return this._get(name).iommu;
+  }
+
+  /**
+   * Requests the borrowed device holds: work requests queued on a NIC (outstandingWrs), or the
+   * commands an NVMe controller holds on the borrower's I/O queues (LentNvme.nvmeOutstanding).
+   */
+  outstanding(name: string): number {
+    const d = this._get(name).data;
+    if (!isLentNvme(d)) return this.outstandingWrs(name);
+    return nvmeOutstanding(d.state, d.qid === undefined ? undefined : [d.qid]);
   }
 
   /**
@@ -180,9 +209,9 @@ export class LentDevices implements LendingHook {
     return true;
   }
 
-  workerData(pci: readonly PciAssignment[], runsEngine: boolean): LentNicData[] {
-    const all = [...this._borrowed.values()];
-    const list = runsEngine ? all : all.filter((b) => pci.some((a) => a.device === b.data.name));
+  workerData(pci: readonly PciAssignment[], runsEngine: boolean): LentData[] {
+    const owned = (b: Borrowed): boolean => pci.some((a) => a.device === b.data.name);
+    const list = [...this._borrowed.values()].filter((b) => (runsEngine && !isLentNvme(b.data)) || owned(b));
     return list.map((b) => b.data);
   }
 
@@ -193,9 +222,12 @@ export class LentDevices implements LendingHook {
     }
   }
 
-  /** FLR (the dead owner's objects go), then the IOMMU (its memory goes). */
+  /** FLR (the dead owner's objects go) or the release hook, then the IOMMU (its memory goes). */
   private _reset(b: Borrowed): void {
-    this._withDevice(b.data.name, (dev) => functionReset(dev.ctx), false);
+    const d = b.data;
+    if (b.release !== undefined) b.release();
+    else if (isLentNvme(d)) new NvmeDevice(d.state, b.iommu).functionReset();
+    else this._withDevice(d.name, (dev) => functionReset(dev.ctx), false);
     b.iommu.clear();
     b.owner = undefined;
   }
@@ -206,6 +238,7 @@ export class LentDevices implements LendingHook {
    */
   private _withDevice<T>(name: string, fn: (dev: RnicDevice) => T, lock = true): T {
     const b = this._get(name);
+    if (isLentNvme(b.data)) throw pvError('PV_ERR_INVALID_ARG', `${name} is an NVMe SSD, not a NIC`);
     const fabric = new RnicFabric(this._fabricLock, this._wire);
     const dev = new RnicDevice(b.data.state, new NtbDmaResolver(b.data, this._memories()), fabric);
     if (!lock) return fn(dev);

@@ -27,8 +27,26 @@ import type { Route } from '../pcie/Types.js';
 import { LentBig, LentWord } from './LentStats.js';
 import { type NtbDmaData, NtbDmaResolver } from './NtbDmaResolver.js';
 
+/** What the fabric hook of a lent device's BAR needs (LentNicData and LentNvmeData have it). */
+export interface LentMmioData {
+  readonly name: string;
+  readonly lender: string;
+  readonly endpoint: string;
+  readonly borrower: string;
+  readonly barWindowBase: number;
+  readonly lease: Lease;
+}
+
+/**
+ * Extra rule of a lent view's BAR: returns a reason to refuse the access (counted as refused,
+ * thrown as PV_ERR_LEND_NOT_HOLDER), or undefined to let it through. Shared NVMe uses it.
+ */
+export type MmioFilter = (kind: 'read' | 'write', offset: number) => string | undefined;
+
 /** One borrowed NIC as handed to a borrower's domain thread (structured-cloneable). */
-export interface LentNicData extends NtbDmaData {
+export interface LentNicData extends NtbDmaData, LentMmioData {
+  /** Absent or 'rdma-nic' (LentNvme.ts has the NVMe kind). */
+  readonly kind?: 'rdma-nic';
   /** Name on the borrower (`nic0@A`). */
   readonly name: string;
   /** PCI address on the borrower. */
@@ -50,6 +68,8 @@ export interface AttachedLentNic {
   readonly resolver: NtbDmaResolver;
   /** The function the owner's driver gets (a LentFunction). */
   readonly pci: LentFunction;
+  /** Lender bus address of B's bus address 0 (the DMA window base): grant device maps add it. */
+  readonly dmaBase: number;
 }
 
 /** Attaches every borrowed NIC of `list` in this thread, on `fabric`, by name. */
@@ -70,18 +90,24 @@ export function attachLentNics(
       dmaAddr: (gpa: GuestPhysAddr) => (data.dmaWindowBase + gpa) as Iova,
     };
     let lent: LentFunction | undefined;
-    const hook = mmioHook(data, resolver, () => lent?.revoke('revoked by a forced return'));
+    const hook = lentMmioHook(data, resolver, () => lent?.revoke('revoked by a forced return'));
     lent = new LentFunction(inner, { lease: data.lease, onAccess: hook });
-    out.set(data.name, { nic, iommu: resolver.iommu, resolver, pci: lent });
+    out.set(data.name, { nic, iommu: resolver.iommu, resolver, pci: lent, dmaBase: data.dmaWindowBase });
   }
   return out;
 }
 
 /**
- * The fabric hook of the view's BAR: refuses once revoked, otherwise routes the access from B's
- * root complex through the BAR window, checks it lands on the lent NIC's BAR, pays and counts it.
+ * The fabric hook of a lent view's BAR: refuses once revoked (or what `filter` refuses),
+ * otherwise routes the access from B's root complex through the BAR window, checks it lands on
+ * the lent device's BAR, pays and counts it.
  */
-function mmioHook(data: LentNicData, r: NtbDmaResolver, onRevoked: () => void): AccessHook {
+export function lentMmioHook(
+  data: LentMmioData,
+  r: NtbDmaResolver,
+  onRevoked: () => void,
+  filter?: MmioFilter,
+): AccessHook {
   const from = { host: data.borrower, node: r.fabric.host(data.borrower).rc };
   const stats = r.stats;
   return (kind, bytes, bar, offset) => {
@@ -93,6 +119,11 @@ function mmioHook(data: LentNicData, r: NtbDmaResolver, onRevoked: () => void): 
         `lent device ${data.name}: the lease ended (lease ${data.lease.generation})`,
       );
     }
+    const refused = filter?.(kind, offset);
+    if (refused !== undefined) {
+      stats.add(LentWord.MMIO_REFUSED);
+      throw pvError('PV_ERR_LEND_NOT_HOLDER', `${data.name}: ${data.borrower} ${refused}`);
+    }
     let route: Route;
     try {
       route = r.fabric.route(from, (data.barWindowBase + offset) as HostPhysAddr, bytes);
@@ -103,7 +134,7 @@ function mmioHook(data: LentNicData, r: NtbDmaResolver, onRevoked: () => void): 
     const t = route.target;
     if (t.kind !== 'bar' || t.host !== data.lender || t.endpoint !== data.endpoint || t.bar !== bar) {
       stats.add(LentWord.MMIO_REFUSED);
-      throw pvError('PV_ERR_PCIE_NO_WINDOW', `${data.name}: BAR window of ${data.borrower} does not reach the NIC`);
+      throw pvError('PV_ERR_PCIE_NO_WINDOW', `${data.name}: BAR window of ${data.borrower} does not reach the device`);
     }
     stats.add(kind === 'read' ? LentWord.MMIO_READS : LentWord.MMIO_WRITES);
     stats.add(LentWord.MMIO_NTB_CROSSINGS, route.ntbCrossings);

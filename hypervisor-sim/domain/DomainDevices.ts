@@ -6,6 +6,7 @@
  * `passthrough` under a translating IOMMU, `native` with it in bypass. The scenario's own
  * attachments (paravirt, tcp) follow, untouched. Owned NVMe SSDs become `nvme` functions the
  * same way (BAR 0 = the controller's MMIO, whose doorbells run it inline in this thread).
+ * Borrowed devices (Device Lending) attach through cluster/LentNic.ts and LentNvme.ts.
  * Owned accelerators become `accel` functions (devices/accel/AccelAttach.ts), and owned SSDs and
  * accelerators get a `peerDma` port: P2P DMA into an owned accelerator's memory.
  */
@@ -13,7 +14,8 @@
 import { pvError } from '../../protocol/errors.js';
 import type { DeviceAttachment, PciFunction } from '../../protocol/Pci.js';
 import type { GuestPhysAddr, Iova } from '../../protocol/Types.js';
-import { attachLentNics } from '../cluster/LentNic.js';
+import { attachLentNics, type LentNicData } from '../cluster/LentNic.js';
+import { attachLentNvmes, isLentNvme, type LentNvmeData } from '../cluster/LentNvme.js';
 import { DomainAccels } from '../devices/accel/AccelAttach.js';
 import type { AccelDevice } from '../devices/accel/AccelDevice.js';
 import { NvmeDevice } from '../devices/nvme/NvmeDevice.js';
@@ -29,6 +31,12 @@ export interface DomainDevices {
   readonly attachments: DeviceAttachment[];
   /** IOMMU contexts of the owned devices, by name (for grant device maps). */
   readonly iommus: Map<string, IommuContext>;
+  /**
+   * Bus address at which an owned device sees IOVA 0, for devices whose DMA does not reach the
+   * IOMMU at its own address: a borrowed device's lender-side DMA window base (SimGrantOps adds
+   * it to `deviceAddr`). Local devices are absent (base 0).
+   */
+  readonly dmaBases: Map<string, number>;
   /** Every NIC attached in this thread (their engines may run here in inline mode). */
   readonly nics: RnicDevice[];
   /** The NVMe SSDs this domain owns, attached in this thread. */
@@ -52,8 +60,18 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
     fabric.add(nic);
     byName.set(n.iommu.device, { nic, iommu, bdf: n.bdf });
   }
-  // Borrowed NICs (Device Lending): the lender's NIC with an NTB DMA path, on this fabric.
-  const lent = attachLentNics(data.lent ?? [], fabric, directory);
+  // Borrowed devices (Device Lending): the lender's NIC with an NTB DMA path, on this fabric;
+  // the lender's NVMe controller with an NTB DMA path, run inline by the owner's doorbells.
+  const lentList = data.lent ?? [];
+  const lent = attachLentNics(
+    lentList.filter((d): d is LentNicData => !isLentNvme(d)),
+    fabric,
+    directory,
+  );
+  const lentNvmes = attachLentNvmes(
+    lentList.filter((d): d is LentNvmeData => isLentNvme(d)),
+    directory,
+  );
   // Owned accelerators, and peer windows (P2P DMA into their memory) in front of each owned SSD.
   const accels = new DomainAccels(data.accels ?? [], directory);
   const ssds = new Map<string, { dev: NvmeDevice; iommu: IommuContext; bdf: string }>();
@@ -64,12 +82,21 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
   }
   const attachments: DeviceAttachment[] = [];
   const iommus = new Map<string, IommuContext>();
+  const dmaBases = new Map<string, number>();
   for (const owned of data.owned) {
     const transport = owned.iommu === 'bypass' ? 'native' : 'passthrough';
     const borrowed = lent.get(owned.device);
     if (borrowed !== undefined) {
       attachments.push({ device: owned.device, kind: 'rdma-nic', transport, pci: borrowed.pci });
       iommus.set(owned.device, borrowed.iommu);
+      dmaBases.set(owned.device, borrowed.dmaBase);
+      continue;
+    }
+    const lentNvme = lentNvmes.get(owned.device);
+    if (lentNvme !== undefined) {
+      attachments.push({ device: owned.device, kind: 'nvme', transport, pci: lentNvme.pci });
+      iommus.set(owned.device, lentNvme.iommu);
+      dmaBases.set(owned.device, lentNvme.dmaBase);
       continue;
     }
     const accel = accels.attachment(owned.device, transport);
@@ -107,8 +134,9 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
   return {
     attachments,
     iommus,
+    dmaBases,
     nics: [...byName.values(), ...lent.values()].map((e) => e.nic),
-    nvmes: [...ssds.values()].map((e) => e.dev),
+    nvmes: [...ssds.values(), ...lentNvmes.values()].map((e) => e.dev),
     accels: accels.devices(),
   };
 }

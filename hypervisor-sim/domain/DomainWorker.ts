@@ -96,6 +96,7 @@ async function run(): Promise<void> {
     memory,
     grant: new SimGrantOps(domid, new GrantTableSpace(data.grantBuffer, data.grantConfig), directory, {
       devices: devices.iommus,
+      deviceDmaBase: devices.dmaBases,
     }),
     evtchn,
     store: new StoreClient(data.storePort),

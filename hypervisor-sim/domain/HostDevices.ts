@@ -17,8 +17,7 @@
 import { pvError } from '../../protocol/errors.js';
 import type { DeviceAttachment } from '../../protocol/Pci.js';
 import type { DomId } from '../../protocol/Types.js';
-import type { LendingHook } from '../cluster/LentDevices.js';
-import type { LentNicData } from '../cluster/LentNic.js';
+import type { LendingHook, LentData } from '../cluster/LentDevices.js';
 import type { AccelData } from '../devices/accel/AccelAttach.js';
 import { type AccelSpec, type HostAccel, HostAccels } from '../devices/accel/HostAccels.js';
 import { type NvmeConfig, NvmeDevice, type NvmeState } from '../devices/nvme/NvmeDevice.js';
@@ -81,8 +80,8 @@ export interface DomainDeviceData {
   readonly attachments: readonly DeviceAttachment[];
   /** NVMe SSDs the domain owns (their controllers run inline in its thread). */
   readonly nvmes?: readonly NvmeData[];
-  /** NICs this host borrowed (Device Lending, cluster/LentNic.ts) that the thread attaches. */
-  readonly lent?: readonly LentNicData[];
+  /** Devices this host borrowed (Device Lending, cluster/LentNic.ts, LentNvme.ts) the thread attaches. */
+  readonly lent?: readonly LentData[];
   /** Accelerators the domain owns (their engines run inline in its thread). */
   readonly accels?: readonly AccelData[];
 }
@@ -211,6 +210,13 @@ export class HostDevices {
   /** NVMe SSD names, in creation order. */
   nvmeNames(): string[] {
     return [...this._nvmes.keys()];
+  }
+
+  /** An NVMe SSD's shared state and IOMMU descriptor (Device Lending hands the state to a borrower). */
+  nvmeData(device: string): NvmeData {
+    const n = this._nvmes.get(device);
+    if (n === undefined) throw pvError('PV_ERR_CONFIG', `this host has no NVMe named ${String(device)}`);
+    return n.data;
   }
 
   /** An NVMe SSD's backing file (tests check that writes reach it). */

@@ -56,6 +56,15 @@ export interface SimGrantOpsOptions {
    * maps the granted frames for that device's DMA (Xen `GNTMAP_device_map`).
    */
   readonly devices?: ReadonlyMap<string, IommuContext>;
+  /**
+   * Bus address at which a device of `devices` sees IOVA 0 of its IOMMU context, by device name
+   * (absent: 0). A local device's DMA reaches the IOMMU directly, so its address IS the IOVA; a
+   * lent device (Device Lending) issues DMA on the lender's bus, and the lender-side NTB DMA
+   * window (base W) maps `W + x` onto the borrower's bus address `x` before the borrower's IOMMU
+   * translates it — so the address the device must be given is `W + iova`. `deviceAddr` is
+   * therefore always what the device really puts on its bus; callers never add an offset.
+   */
+  readonly deviceDmaBase?: ReadonlyMap<string, number>;
 }
 
 /** One maptrack entry. */
@@ -63,9 +72,9 @@ interface MapRecord {
   readonly granter: DomId;
   readonly bases: readonly number[];
   readonly writable: boolean;
-  /** Device the frames are also mapped for, and where (unmapped before the pins drop). */
+  /** Device the frames are also mapped for, and their IOVA there (unmapped before the pins drop). */
   readonly device?: IommuContext;
-  readonly deviceAddr?: Iova;
+  readonly deviceIova?: Iova;
 }
 
 /** Grant-table operations of one domain (see the file comment). */
@@ -76,6 +85,7 @@ export class SimGrantOps implements GrantOps {
   private readonly _memories: MemoryDirectory;
   private readonly _maxMappedRefs: number;
   private readonly _devices: ReadonlyMap<string, IommuContext>;
+  private readonly _dmaBase: ReadonlyMap<string, number>;
   /** Word index of entry 0 of our own table. */
   private readonly _ownTable: number;
   /** Next ref grantAccess tries: round-robin, so an ended ref is not reused at once. */
@@ -97,6 +107,12 @@ export class SimGrantOps implements GrantOps {
     this._memories = memories;
     this._maxMappedRefs = opts.maxMappedRefs ?? 65536;
     this._devices = opts.devices ?? new Map();
+    this._dmaBase = opts.deviceDmaBase ?? new Map();
+    for (const [name, base] of this._dmaBase) {
+      if (!Number.isSafeInteger(base) || base < 0) {
+        throw pvError('PV_ERR_CONFIG', `device ${name}: DMA base ${base} is not a bus address`);
+      }
+    }
     this._ownTable = space.entryBase(domid, 0);
   }
 
@@ -167,7 +183,9 @@ export class SimGrantOps implements GrantOps {
    * pins already taken are dropped before the error is thrown. The granted frames must be
    * contiguous in the granter; the result is one zero-copy view on its SharedArrayBuffer.
    * With `opts.device` (a device this domain owns, else `PV_ERR_INVALID_ARG`), the frames are
-   * also mapped in that device's IOMMU — read-only unless `writable` — at `deviceAddr`.
+   * also mapped in that device's IOMMU — read-only unless `writable` — and `deviceAddr` is the
+   * address the device uses to reach them: the IOVA plus the device's DMA base (see
+   * `SimGrantOpsOptions.deviceDmaBase`; 0 for a local device).
    */
   mapGrants(granter: DomId, refs: readonly GrantRef[], writable: boolean, opts?: MapGrantOptions): GrantMapping {
     // Stage ledger: a map (and below, an unmap) is GRANT time wherever it is called from.
@@ -187,12 +205,13 @@ export class SimGrantOps implements GrantOps {
     if (this._mappedRefs + count > this._maxMappedRefs) {
       throw pvError('PV_ERR_GRANT_NO_SPACE', `domain ${this.domid}: maptrack limit ${this._maxMappedRefs} reached`);
     }
-    const device = opts?.device === undefined ? undefined : this._ownedDevice(opts.device);
+    const deviceName = opts?.device;
+    const device = deviceName === undefined ? undefined : this._ownedDevice(deviceName);
     const memory = this._granterMemory(granter);
     const write = writable === true;
     const bases: number[] = [];
     let first = 0;
-    let deviceAddr: Iova | undefined;
+    let deviceIova: Iova | undefined;
     try {
       for (let i = 0; i < count; i++) {
         const ref = refs[i];
@@ -210,18 +229,21 @@ export class SimGrantOps implements GrantOps {
       }
       // INVARIANT: the frames were pinned, checked inside the granter's memory and found
       // contiguous; only now may the device reach them.
-      if (device !== undefined) deviceAddr = device.mapForeign(granter, first as Gfn, count, write);
+      if (device !== undefined) deviceIova = device.mapForeign(granter, first as Gfn, count, write);
     } catch (err) {
       for (const base of bases) unpinGrant(this._space, base, this.domid, write);
       throw err;
     }
     const handle = this._allocHandle();
-    this._maptrack.set(handle, { granter, bases, writable: write, device, deviceAddr });
+    this._maptrack.set(handle, { granter, bases, writable: write, device, deviceIova });
     this._mappedRefs += count;
     // INVARIANT: every frame was checked inside the granter's memory and they are contiguous.
     const view = memory.bytes.subarray(first * PAGE_SIZE, (first + count) * PAGE_SIZE);
     const mapping = { handle: handle as MapHandle, view, writable: write };
-    return deviceAddr === undefined ? mapping : { ...mapping, deviceAddr };
+    if (deviceIova === undefined || deviceName === undefined) return mapping;
+    // INVARIANT: the device is owned (checked above) and its base was validated at construction.
+    const deviceAddr = ((this._dmaBase.get(deviceName) ?? 0) + deviceIova) as Iova;
+    return { ...mapping, deviceAddr };
   }
 
   /**
@@ -242,7 +264,7 @@ export class SimGrantOps implements GrantOps {
     const record = this._maptrack.get(handle);
     if (record === undefined) throw pvError('PV_ERR_GRANT_BAD_HANDLE', `domain ${this.domid}: no mapping ${handle}`);
     // The IOMMU extent goes first (generation bumped), then the pins.
-    if (record.device !== undefined && record.deviceAddr !== undefined) record.device.unmapForeign(record.deviceAddr);
+    if (record.device !== undefined && record.deviceIova !== undefined) record.device.unmapForeign(record.deviceIova);
     this._maptrack.delete(handle);
     this._mappedRefs -= record.bases.length;
     for (const base of record.bases) unpinGrant(this._space, base, this.domid, record.writable);
