@@ -23,6 +23,7 @@ import { RnicDevice } from '../devices/rnic/RnicDevice.js';
 import { RnicFabric } from '../devices/rnic/RnicFabric.js';
 import { IommuContext } from '../iommu/IommuContext.js';
 import type { MemoryDirectory } from '../memory/MemoryDirectory.js';
+import { LocalFabric } from '../pcie/LocalFabric.js';
 import type { DomainDeviceData } from './HostDevices.js';
 
 /** What a domain thread gets out of its device data. */
@@ -53,10 +54,12 @@ function identity(gpa: GuestPhysAddr): Iova {
 /** Attaches the devices described by `data` in this thread (see the file comment). */
 export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory): DomainDevices {
   const fabric = new RnicFabric(data.fabricLock, data.wire);
+  // Local devices pay the host's rc ── sw ── device path under a timing profile (pcie/LocalFabric.ts).
+  const local = new LocalFabric(data.fabric ?? 'ideal');
   const byName = new Map<string, { nic: RnicDevice; iommu: IommuContext; bdf: string }>();
   for (const n of data.nics) {
     const iommu = IommuContext.attach(n.iommu, directory);
-    const nic = new RnicDevice(n.state, iommu, fabric);
+    const nic = new RnicDevice(n.state, local.wrapResolver(iommu), fabric);
     fabric.add(nic);
     byName.set(n.iommu.device, { nic, iommu, bdf: n.bdf });
   }
@@ -77,7 +80,7 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
   const ssds = new Map<string, { dev: NvmeDevice; iommu: IommuContext; bdf: string }>();
   for (const n of data.nvmes ?? []) {
     const iommu = IommuContext.attach(n.iommu, directory);
-    const dev = new NvmeDevice(n.state, accels.resolver(n.iommu.device, iommu));
+    const dev = new NvmeDevice(n.state, local.wrapResolver(accels.resolver(n.iommu.device, iommu)));
     ssds.set(n.iommu.device, { dev, iommu, bdf: n.bdf });
   }
   const attachments: DeviceAttachment[] = [];
@@ -111,7 +114,7 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
         name: owned.device,
         kind: 'nvme',
         bdf: ssd.bdf,
-        bars: [ssd.dev.mmio()],
+        bars: [local.wrapBar(ssd.dev.mmio())],
         dmaAddr: identity,
       };
       attachments.push({ device: owned.device, kind: 'nvme', transport, pci: accels.withPeerDma(fn) });
@@ -124,7 +127,7 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
       name: owned.device,
       kind: 'rdma-nic',
       bdf: entry.bdf,
-      bars: [entry.nic.mmio(data.engine)],
+      bars: [local.wrapBar(entry.nic.mmio(data.engine))],
       dmaAddr: identity,
     };
     attachments.push({ device: owned.device, kind: 'rdma-nic', transport, pci });

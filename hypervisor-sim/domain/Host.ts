@@ -30,6 +30,7 @@ import type { WireProfile } from '../devices/rnic/RnicFabric.js';
 import { EvtchnSpace } from '../evtchn/EvtchnSpace.js';
 import { GrantTableSpace } from '../grant/GrantTableSpace.js';
 import { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
+import type { FabricProfileName } from '../pcie/Profiles.js';
 import { LocalStoreClient } from '../store/LocalStoreClient.js';
 import { StoreServer } from '../store/StoreServer.js';
 import { XenStore } from '../store/XenStore.js';
@@ -65,6 +66,8 @@ export interface HostOptions {
   readonly deviceEngine?: DeviceEngineMode;
   /** Wire model between the NICs (default ideal). */
   readonly wire?: WireProfile;
+  /** PCIe timing of local device paths (default `ideal`: no cost; pcie/LocalFabric.ts). */
+  readonly fabric?: FabricProfileName;
   /** Polls the dedicated engine makes before it sleeps when idle (default 1000). */
   readonly engineSpinBudget?: number;
   /**

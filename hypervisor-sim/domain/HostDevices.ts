@@ -26,6 +26,7 @@ import { type RnicConfig, RnicDevice, type RnicState } from '../devices/rnic/Rni
 import { RnicFabric, WIRE_IDEAL, type WireProfile } from '../devices/rnic/RnicFabric.js';
 import { IommuContext, type IommuDescriptor, type IommuMode } from '../iommu/IommuContext.js';
 import { MemoryDirectory } from '../memory/MemoryDirectory.js';
+import type { FabricProfileName } from '../pcie/Profiles.js';
 
 /** One NIC of a host, as `HostOptions.nics` lists it; `portId` defaults to its index + 1. */
 export type NicSpec = { readonly name: string; readonly portId?: number } & Partial<RnicConfig>;
@@ -72,6 +73,8 @@ export interface DomainDeviceData {
   readonly fabricLock: SharedArrayBuffer;
   /** Wire model the thread's fabric applies. */
   readonly wire: WireProfile;
+  /** PCIe timing profile local devices pay (pcie/LocalFabric.ts); default ideal. */
+  readonly fabric?: FabricProfileName;
   /** NICs this thread attaches: all of the host's when it may run an inline engine, else the owned. */
   readonly nics: readonly NicData[];
   /** Devices the domain owns, in the order its spec listed them. */
@@ -94,6 +97,8 @@ export interface HostDeviceOptions {
   readonly deviceEngine?: DeviceEngineMode;
   /** Default WIRE_IDEAL. */
   readonly wire?: WireProfile;
+  /** PCIe timing profile of the host's local device paths (default `ideal`: no cost). */
+  readonly fabric?: FabricProfileName;
   /** The NVMe SSDs to create. */
   readonly nvmes?: readonly NvmeSpec[];
   /** The accelerators to create (devices/accel/HostAccels.ts). */
@@ -124,6 +129,8 @@ export class HostDevices {
   readonly engine: DeviceEngineMode;
   /** Wire model between the NICs. */
   readonly wire: WireProfile;
+  /** PCIe timing profile of local device paths. */
+  readonly fabric: FabricProfileName;
   /** The one lock every NIC of the host takes, in every thread. */
   readonly fabricLock: SharedArrayBuffer;
   private readonly _nics = new Map<string, Nic>();
@@ -140,6 +147,7 @@ export class HostDevices {
       throw pvError('PV_ERR_CONFIG', `deviceEngine must be 'inline' or 'dedicated', got ${String(this.engine)}`);
     }
     this.wire = opts.wire ?? WIRE_IDEAL;
+    this.fabric = opts.fabric ?? 'ideal';
     this.fabricLock = RnicFabric.createLock();
     const fabric = new RnicFabric(this.fabricLock, this.wire);
     const ports = new Set<number>();
@@ -314,6 +322,7 @@ export class HostDevices {
       engine: this.engine,
       fabricLock: this.fabricLock,
       wire: this.wire,
+      fabric: this.fabric,
       nics: nics.map((n) => n.data),
       owned: pci.map((a) => ({ device: a.device, iommu: a.iommu })),
       attachments: [...attachments],

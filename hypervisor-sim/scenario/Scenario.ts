@@ -100,6 +100,7 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
     })),
     deviceEngine,
     wire,
+    fabric: spec.host?.fabric ?? 'ideal',
     echoConsole: opts.echoConsole,
     instrumentStages: spec.host?.instrumentStages === true,
   });

@@ -50,6 +50,8 @@ export interface HostSpec {
   readonly deviceEngine?: 'inline' | 'dedicated';
   /** Wire model between NICs: `ideal` (no delay) or `ib-edr`. */
   readonly wire?: 'ideal' | 'ib-edr';
+  /** PCIe timing of local device paths: `ideal` (no cost, default) or `pcie3-x8-ntb` (pcie/Profiles.ts). */
+  readonly fabric?: 'ideal' | 'pcie3-x8-ntb';
   /**
    * Run the per-stage time ledgers (frontend, ring + notify, backend, grant map/copy, device,
    * fabric, idle) in every thread and return them (protocol/stage/StageLedger.ts; a guest program
@@ -99,6 +101,10 @@ export function validateScenario(spec: ScenarioSpec): void {
   }
   const wire = spec.host?.wire ?? 'ideal';
   if (wire !== 'ideal' && wire !== 'ib-edr') fail('host.wire', `must be 'ideal' or 'ib-edr', got '${wire}'`);
+  const fabric = spec.host?.fabric ?? 'ideal';
+  if (fabric !== 'ideal' && fabric !== 'pcie3-x8-ntb') {
+    fail('host.fabric', `must be 'ideal' or 'pcie3-x8-ntb', got '${String(fabric)}'`);
+  }
   const instrument = spec.host?.instrumentStages;
   if (instrument !== undefined && typeof instrument !== 'boolean') {
     fail('host.instrumentStages', `must be a boolean, got ${JSON.stringify(instrument)}`);
