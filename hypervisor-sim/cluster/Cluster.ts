@@ -32,6 +32,13 @@
  * with `mode: 'shared'` by several hosts at once, each holding one I/O queue pair (registry queue k
  * → qid k + 1) that the lender's queue manager creates for it (SharedNvme.ts).
  *
+ * Accelerators (`accels` of a host; LentAccel.ts) are lent exclusively too: the borrower opens
+ * one window onto each BAR (registers, device memory) and the lender a DMA window, and the
+ * unchanged AccelDriver runs against `accel0@A`. `mapP2p` lets one borrowed accelerator's DMA
+ * engine write into another's BAR 1 — both on one lender (through its switch) or on two (through
+ * the NTB chain between them, P2pWindows.ts) — and returns the address to use; the mapping ends
+ * with `unmapP2p` or with either lease.
+ *
  * NICs of one borrower share its fabric lock (a WR between a local NIC and a borrowed one runs
  * inline in the doorbell writer's thread), so every host runs inline engines and NIC port ids
  * are unique across the cluster. RDMA peers of a lent NIC are NICs of the borrower (or the lent
@@ -39,6 +46,8 @@
  */
 
 import { pvError } from '../../protocol/errors.js';
+import { ACCEL_DEFAULT_MEM_BYTES } from '../devices/accel/AccelDevice.js';
+import type { AccelSpec } from '../devices/accel/HostAccels.js';
 import type { NvmeState } from '../devices/nvme/NvmeDevice.js';
 import { Host, type HostOptions } from '../domain/Host.js';
 import type { NicSpec, NvmeSpec } from '../domain/HostDevices.js';
@@ -49,10 +58,13 @@ import { MemoryDirectory } from '../memory/MemoryDirectory.js';
 import { PcieCluster } from '../pcie/PcieCluster.js';
 import type { FabricProfileName } from '../pcie/Profiles.js';
 import { ApertureSpace, DEFAULT_RAM_BYTES, ntbNode, nvmeBarBytes, type Placement, planFabric } from './FabricPlan.js';
+import type { LentAccelData } from './LentAccel.js';
 import { LentDevices } from './LentDevices.js';
 import type { LentNicData } from './LentNic.js';
 import type { LentNvmeData } from './LentNvme.js';
 import { LentStats } from './LentStats.js';
+import { peerKey } from './NtbDmaResolver.js';
+import { mapP2pWindows, type OpenedWindow, type P2pMapping, type P2pRecord, unmapP2pWindows } from './P2pWindows.js';
 import { SharedNvmeManager } from './SharedNvme.js';
 
 /** One host of the cluster. */
@@ -62,10 +74,12 @@ export interface ClusterHostSpec {
   readonly nics?: readonly NicSpec[];
   /** NVMe SSDs (file-backed; lendable with kind 'nvme'). */
   readonly nvmes?: readonly NvmeSpec[];
+  /** Accelerators (lendable with kind 'accel'; default device memory 64 MiB). */
+  readonly accels?: readonly AccelSpec[];
   /** Bus-address space of the host in the fabric (default 1 GiB). */
   readonly ramBytes?: number;
   /** Other host options (the engine is always inline). */
-  readonly options?: Omit<HostOptions, 'name' | 'nics' | 'nvmes' | 'deviceEngine'>;
+  readonly options?: Omit<HostOptions, 'name' | 'nics' | 'nvmes' | 'accels' | 'deviceEngine'>;
 }
 
 /** What a cluster is built from. */
@@ -98,7 +112,7 @@ export interface LentHandle {
   readonly lease: Lease;
   /** Name on the borrower (= registry id), e.g. `nic0@A`. */
   readonly name: string;
-  readonly kind: 'rdma-nic' | 'nvme';
+  readonly kind: LentKind;
   /** Shared NVMe lease: the I/O queue id the borrower uses (lease.queue + 1). */
   readonly qid?: number;
   readonly lender: string;
@@ -111,7 +125,12 @@ export interface LentHandle {
   readonly dmaWindowBytes: number;
 }
 
+/** What can be lent. */
+export type LentKind = 'rdma-nic' | 'nvme' | 'accel';
+
 interface Active extends LentHandle {
+  /** Accelerator leases: the P2P permission table of the lease (NtbDmaResolver `peerAllow`). */
+  readonly peerAllow?: SharedArrayBuffer;
   readonly slots: {
     readonly host: string;
     readonly slot: number;
@@ -133,7 +152,11 @@ export class Cluster {
   readonly profile: FabricProfileName;
   private readonly _members = new Map<string, Member>();
   private readonly _apertures = new Map<string, ApertureSpace>();
-  private readonly _offers = new Map<string, { host: string; device: string; kind: 'rdma-nic' | 'nvme' }>();
+  private readonly _offers = new Map<string, { host: string; device: string; kind: LentKind }>();
+  /** Every accelerator's device memory, by `host/endpoint` (P2P targets; NtbDmaData.peers). */
+  private readonly _peers: { key: string; mem: SharedArrayBuffer }[] = [];
+  /** Live P2P mappings (P2pWindows.ts). */
+  private readonly _p2p = new Set<P2pRecord>();
   /** Lender-side queue managers of shareable NVMe SSDs, by registry id. */
   private readonly _managers = new Map<string, SharedNvmeManager>();
   private readonly _active = new Map<string, Active>();
@@ -160,6 +183,7 @@ export class Cluster {
             name: n.name,
             barBytes: nvmeBarBytes(n.maxIoQueues ?? 16, n.dstrd ?? 0),
           })),
+          accels: (p.spec.accels ?? []).map((a) => ({ name: a.name, memBytes: a.memBytes ?? ACCEL_DEFAULT_MEM_BYTES })),
         })),
         links,
       ),
@@ -178,8 +202,12 @@ export class Cluster {
         name: p.spec.name,
         nics: p.nics,
         nvmes: p.spec.nvmes,
+        accels: p.spec.accels,
         deviceEngine: 'inline',
       });
+      for (const a of host.devices.accelNames()) {
+        this._peers.push({ key: peerKey(p.spec.name, a), mem: host.devices.accelData(a).state.mem });
+      }
       const memories = (): MemoryDirectory => {
         const dir = new MemoryDirectory();
         for (const d of host.domains()) dir.addMemory(d.memory);
@@ -203,29 +231,41 @@ export class Cluster {
   }
 
   /**
-   * Offers device `device` of `host` (a NIC, or an NVMe SSD) in the registry; returns its id
+   * Offers device `device` of `host` (a NIC, an NVMe SSD or an accelerator) in the registry; returns its id
    * (`nic0@A`). `shareable` (NVMe only): several hosts may borrow it at once, one I/O queue pair
    * each, the lender keeping the admin queue (SharedNvme.ts).
    */
   async lend(host: string, device: string, opts: ClusterLendOptions = {}): Promise<string> {
     const m = this._member(host);
-    const isNvme = m.host.devices.nvmeNames().includes(device);
-    if (!isNvme && !m.host.devices.names().includes(device)) {
-      throw pvError('PV_ERR_CONFIG', `${host} has no NIC or NVMe SSD named ${device}`);
+    const d = m.host.devices;
+    const kind: LentKind | undefined = d.nvmeNames().includes(device)
+      ? 'nvme'
+      : d.accelNames().includes(device)
+        ? 'accel'
+        : d.names().includes(device)
+          ? 'rdma-nic'
+          : undefined;
+    if (kind === undefined)
+      throw pvError('PV_ERR_CONFIG', `${host} has no NIC, NVMe SSD or accelerator named ${device}`);
+    if (opts.shareable === true && kind !== 'nvme') {
+      throw pvError('PV_ERR_NOT_SUPPORTED', `only NVMe SSDs are lent shareable`);
     }
-    if (opts.shareable === true && !isNvme) throw pvError('PV_ERR_NOT_SUPPORTED', `only NVMe SSDs are lent shareable`);
-    const owner = m.host.devices.owner(device);
+    const owner = d.owner(device);
     if (owner !== undefined) throw pvError('PV_ERR_LEND_IN_USE', `${device} of ${host} is owned by domain ${owner}`);
     const id = `${device}@${host}`;
-    const index = isNvme
-      ? m.host.devices.names().length + m.host.devices.nvmeNames().indexOf(device)
-      : m.host.devices.names().indexOf(device);
+    // PCI buses as HostDevices numbers them: NICs, then SSDs, then accelerators, from bus 3.
+    const index =
+      kind === 'rdma-nic'
+        ? d.names().indexOf(device)
+        : kind === 'nvme'
+          ? d.names().length + d.nvmeNames().indexOf(device)
+          : d.names().length + d.nvmeNames().length + d.accelNames().indexOf(device);
     const bdf = `0000:${(3 + index).toString(16).padStart(2, '0')}:00.0`;
-    const queues = isNvme ? m.host.devices.nvmeData(device).state.sizes.maxIoQueues : 1;
+    const queues = kind === 'nvme' ? d.nvmeData(device).state.sizes.maxIoQueues : 1;
     const shareable = opts.shareable === true;
-    await this.registry.register({ id, owner: host, kind: isNvme ? 'nvme' : 'rdma-nic', bdf, shareable, queues });
+    await this.registry.register({ id, owner: host, kind, bdf, shareable, queues });
     m.lending.markLentOut(device, 'offered for lending');
-    this._offers.set(id, { host, device, kind: isNvme ? 'nvme' : 'rdma-nic' });
+    this._offers.set(id, { host, device, kind });
     return id;
   }
 
@@ -258,11 +298,14 @@ export class Cluster {
     const slots: Active['slots'] = [];
     try {
       const ep = this.fabric.host(offer.host).node(offer.device);
-      // INVARIANT: planFabric made every NIC and SSD an endpoint with one BAR, enumerated with a base.
-      const bar = ep?.kind === 'endpoint' ? ep.bars[0] : { size: 0, base: 0 };
-      const barWin = this._open(byHost, port.ntb, ntbNode(offer.host), bar.size, bar.base!, slots);
+      // INVARIANT: planFabric made every device an endpoint (NICs and SSDs one BAR, accelerators
+      // two), enumerated with a base. One borrower-side window per BAR.
+      const bars = ep?.kind === 'endpoint' ? ep.bars : [];
+      const barWins = bars.map((bar) => this._open(byHost, port.ntb, ntbNode(offer.host), bar.size, bar.base!, slots));
+      const barWin = barWins[0];
       const dmaWin = this._open(offer.host, port.ntb, ntbNode(byHost), dmaBytes, 0, slots);
       const stats = LentStats.create();
+      const peerAllow = offer.kind === 'accel' ? new SharedArrayBuffer(4 * this._peers.length) : undefined;
       const qid = lease.queue === undefined ? undefined : lease.queue + 1;
       const handle: Active = {
         lease,
@@ -276,6 +319,7 @@ export class Cluster {
         barWindowBase: barWin,
         dmaWindowBase: dmaWin,
         dmaWindowBytes: dmaBytes,
+        peerAllow,
         slots,
       };
       const common = {
@@ -304,6 +348,16 @@ export class Cluster {
           release = () => manager.dropQueue(qid);
         }
         b.lending.addBorrowed(data, release);
+      } else if (offer.kind === 'accel') {
+        const data: LentAccelData = {
+          ...common,
+          kind: 'accel',
+          state: lender.accelData(offer.device).state,
+          barWindowBases: barWins,
+          peers: this._peers,
+          peerAllow,
+        };
+        b.lending.addBorrowed(data);
       } else {
         const nicData = lender.allNics().find((n) => n.iommu.device === offer.device)!;
         const data: LentNicData = { ...common, state: nicData.state };
@@ -337,6 +391,54 @@ export class Cluster {
     await this.registry.return(handle.lease, { force: opts.force === true });
   }
 
+  /**
+   * Lets the DMA engine of borrowed accelerator `initiator` reach BAR 1 (device memory) of
+   * borrowed accelerator `target`, both held by the same borrower (P2pWindows.ts): opens the NTB
+   * windows on the way and allows the pair. Returns the mapping; its `addr` is what the
+   * initiator's driver passes as the host address of a DMA (`AccelDriver.dma`).
+   */
+  mapP2p(initiator: LentHandle, target: LentHandle): P2pMapping {
+    const a = this._held(initiator);
+    const t = this._held(target);
+    if (a.kind !== 'accel' || t.kind !== 'accel' || a.peerAllow === undefined) {
+      throw pvError('PV_ERR_CONFIG', `P2P joins two accelerators, not a ${a.kind} and a ${t.kind}`);
+    }
+    if (a === t) throw pvError('PV_ERR_CONFIG', `${a.name}: a device cannot be its own peer`);
+    if (a.borrower !== t.borrower) {
+      throw pvError('PV_ERR_LEND_NOT_HOLDER', `${a.borrower} holds ${a.name} but not ${t.name} (${t.borrower} does)`);
+    }
+    const ep = this.fabric.host(t.lender).node(t.device);
+    // INVARIANT: planFabric gave every accelerator endpoint BAR 0 and BAR 1, enumerated.
+    const bar1 = ep?.kind === 'endpoint' ? ep.bars[1] : { base: 0, size: 0 };
+    const rec = mapP2pWindows(
+      this.fabric,
+      {
+        initiator: { host: a.lender, node: a.device },
+        target: { host: t.lender, node: t.device },
+        initiatorId: a.name,
+        targetId: t.name,
+        barBase: bar1.base!,
+        barBytes: bar1.size,
+        allow: a.peerAllow,
+        peerKeys: this._peers.map((p) => p.key),
+      },
+      (host, peer, size, peerBase, out) => this._openP2p(host, peer, size, peerBase, out),
+    );
+    this._p2p.add(rec);
+    return rec.mapping;
+  }
+
+  /** Ends a mapping made by `mapP2p` (the initiator's next DMA there faults); false if already gone. */
+  unmapP2p(mapping: P2pMapping): boolean {
+    for (const r of this._p2p) {
+      if (r.mapping !== mapping) continue;
+      unmapP2pWindows(this.fabric, r);
+      this._p2p.delete(r);
+      return true;
+    }
+    return false;
+  }
+
   /** Stops watching the registry and the queue managers, and shuts every host down. */
   async shutdown(): Promise<void> {
     this._unwatch();
@@ -356,6 +458,12 @@ export class Cluster {
     // Forced: fail every outstanding WR into the borrower's CQs while the windows are open.
     if (e.type === 'revoked' && a.kind === 'rdma-nic') borrower.flushAll(a.name);
     a.stats.revoke();
+    // P2P mappings from or into the device: disallowed and their windows closed before the reset.
+    for (const r of this._p2p) {
+      if (r.initiatorId !== a.name && r.targetId !== a.name) continue;
+      unmapP2pWindows(this.fabric, r);
+      this._p2p.delete(r);
+    }
     // Reset (or, shared, delete the host's queue pair) while the windows are still open.
     borrower.removeBorrowed(a.name);
     this._close(a.slots);
@@ -401,6 +509,26 @@ export class Cluster {
       throw err;
     }
     return p.base;
+  }
+
+  /** Opens a P2P window on `host`'s NTB side towards `peer` (P2pWindows.OpenWindow). */
+  private _openP2p(host: string, peer: string, size: number, peerBase: number, out: OpenedWindow[]): number {
+    const port = this.fabric.ports(host).find((p) => p.peerHost === peer);
+    if (port === undefined) throw pvError('PV_ERR_PCIE_UNROUTABLE', `no NTB links ${host} and ${peer}`);
+    const slots: Active['slots'] = [];
+    const base = this._open(host, port.ntb, ntbNode(peer), size, peerBase, slots);
+    const s = slots[0];
+    out.push({ host, slot: s.slot, free: () => s.space.free(s.p) });
+    return base;
+  }
+
+  /** The live borrow `handle` stands for (PV_ERR_LEND_NOT_HOLDER once it ended). */
+  private _held(handle: LentHandle): Active {
+    const a = this._active.get(activeKey(handle.name, handle.borrower));
+    if (a === undefined || a !== handle) {
+      throw pvError('PV_ERR_LEND_NOT_HOLDER', `${handle.borrower} no longer holds ${handle.name}`);
+    }
+    return a;
   }
 
   private _close(slots: Active['slots']): void {

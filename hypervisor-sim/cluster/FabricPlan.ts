@@ -8,16 +8,21 @@
  *  rc ── sw ─┬─ nic0 (BAR 0)           one endpoint per NIC of the host
  *            ├─ nic1 …
  *            ├─ nvme0 (BAR 0)          one endpoint per NVMe SSD
+ *            ├─ accel0 (BAR 0, BAR 1)  one endpoint per accelerator (registers, device memory)
  *            └─ ntb-B (aperture)       one NTB adapter per link, named after the peer host
  * ```
  * so a lent NIC's DMA crosses nic0 → sw → ntb-B on the lender, the NTB, and ntb-A → sw → rc on
  * the borrower: 4 links and 1 NTB; its MMIO the same in reverse; a local NIC's DMA 2 links.
+ * Two accelerators of one host reach each other's BAR 1 through the switch (accel0 → sw →
+ * accel1: 2 links, never the root complex); accelerators of two linked hosts through the NTB
+ * (accel0 → sw → ntb-C on A, the NTB, ntb-A → sw → accel0 on C: 4 links and 1 NTB).
  *
  * "RAM" of a host in the fabric is the borrower's bus-address space that the IOMMU translates
  * (IOVA = guest-physical for a passthrough owner, physical for a native one, plus the IOMMU's
  * foreign window for grant device maps), hence its default of 1 GiB.
  */
 
+import { ACCEL_BAR0_BYTES } from '../../protocol/accel/AccelRegs.js';
 import { pvError } from '../../protocol/errors.js';
 import { nvmeBarSize } from '../../protocol/nvme/NvmeRegs.js';
 import { nicBarSize } from '../../protocol/rdma/NicRegs.js';
@@ -38,6 +43,8 @@ export interface PlanHost {
   readonly nics: readonly { readonly name: string; readonly maxQp: number }[];
   /** NVMe SSD names and their BAR 0 size in the fabric (nvmeBarBytes). */
   readonly nvmes?: readonly { readonly name: string; readonly barBytes: number }[];
+  /** Accelerator names and their device memory bytes (BAR 1 size, a power of two). */
+  readonly accels?: readonly { readonly name: string; readonly memBytes: number }[];
 }
 
 /** Node id of the NTB adapter on `host` that leads to `peer`. */
@@ -97,6 +104,12 @@ export function planFabric(hosts: readonly PlanHost[], links: readonly (readonly
       const config = { vendorId: 0x144d, deviceId: 0xa822, classCode: 0x010802 };
       nodes.push({ id: n.name, kind: 'endpoint', config, bars: [{ size: n.barBytes }] });
       ls.push({ a: 'sw', b: n.name });
+    }
+    for (const a of h.accels ?? []) {
+      // NVIDIA-class identity, class 0x120000 (processing accelerator).
+      const config = { vendorId: 0x10de, deviceId: 0x1db4, classCode: 0x120000 };
+      nodes.push({ id: a.name, kind: 'endpoint', config, bars: [{ size: ACCEL_BAR0_BYTES }, { size: a.memBytes }] });
+      ls.push({ a: 'sw', b: a.name });
     }
     for (const p of peers.get(h.name)!) {
       // Dolphin PXH830 identity, class 0x068000 (other bridge).

@@ -15,6 +15,9 @@
  * its owner goes, an exclusive one gets a function-level reset, a shared one loses the owner's
  * queue pair (the `release` hook the Cluster gives: the lender's queue manager deletes it).
  *
+ * A borrowed accelerator (LentAccel.ts) is attached, like an SSD, only by its owner's thread; it
+ * holds no queued work, and its function-level reset scrubs the device memory.
+ *
  * The main thread also needs to act on a borrowed NIC: function-level reset when its owner dies,
  * and, on a forced return, moving every QP to ERR so each outstanding WR completes with
  * WR_FLUSH_ERR in the borrower's CQs (never a hang). It does so through a device attached here
@@ -25,6 +28,7 @@
 import { pvError } from '../../protocol/errors.js';
 import { rqDoorbell, sqDoorbell } from '../../protocol/rdma/NicRegs.js';
 import type { DomId } from '../../protocol/Types.js';
+import { AccelDevice } from '../devices/accel/AccelDevice.js';
 import { NvmeDevice } from '../devices/nvme/NvmeDevice.js';
 import { moveToErr } from '../devices/rnic/Completion.js';
 import { QpCtx } from '../devices/rnic/DevLayout.js';
@@ -34,12 +38,18 @@ import { RnicFabric, type WireProfile } from '../devices/rnic/RnicFabric.js';
 import type { PciAssignment } from '../domain/HostDevices.js';
 import { IommuContext } from '../iommu/IommuContext.js';
 import { MemoryDirectory } from '../memory/MemoryDirectory.js';
+import { isLentAccel, type LentAccelData } from './LentAccel.js';
 import type { LentNicData } from './LentNic.js';
 import { isLentNvme, type LentNvmeData, nvmeOutstanding } from './LentNvme.js';
 import { NtbDmaResolver } from './NtbDmaResolver.js';
 
-/** A borrowed device as handed to a domain thread: a NIC or an NVMe SSD. */
-export type LentData = LentNicData | LentNvmeData;
+/** A borrowed device as handed to a domain thread: a NIC, an NVMe SSD or an accelerator. */
+export type LentData = LentNicData | LentNvmeData | LentAccelData;
+
+/** Type guard: a lent-device record of the NIC kind (its `kind` is absent or 'rdma-nic'). */
+export function isLentNic(d: LentData): d is LentNicData {
+  return d.kind === undefined || d.kind === 'rdma-nic';
+}
 
 /** What HostDevices calls (see HostDevices.attachLending). */
 export interface LendingHook {
@@ -53,7 +63,7 @@ export interface LendingHook {
   assign(domid: DomId, ownerBytes: number, a: PciAssignment): boolean;
   /**
    * Borrowed devices a new domain thread attaches: NICs all when it runs inline engines, else
-   * the owned; NVMe SSDs only when owned.
+   * the owned; NVMe SSDs and accelerators only when owned.
    */
   workerData(pci: readonly PciAssignment[], runsEngine: boolean): LentData[];
   /** A domain's thread is gone: reset and release what it owned, revoke extents on its memory. */
@@ -109,6 +119,11 @@ export class LentDevices implements LendingHook {
     });
   }
 
+  /** The record of borrowed `name` (what its owner's thread attaches). */
+  data(name: string): LentData {
+    return this._get(name).data;
+  }
+
   /** Names of the borrowed devices. */
   borrowedNames(): string[] {
     return [...this._borrowed.keys()];
@@ -130,6 +145,8 @@ export class LentDevices implements LendingHook {
    */
   outstanding(name: string): number {
     const d = this._get(name).data;
+    // Every accelerator operation completes inside its doorbell write: nothing is ever queued.
+    if (isLentAccel(d)) return 0;
     if (!isLentNvme(d)) return this.outstandingWrs(name);
     return nvmeOutstanding(d.state, d.qid === undefined ? undefined : [d.qid]);
   }
@@ -211,7 +228,7 @@ export class LentDevices implements LendingHook {
 
   workerData(pci: readonly PciAssignment[], runsEngine: boolean): LentData[] {
     const owned = (b: Borrowed): boolean => pci.some((a) => a.device === b.data.name);
-    const list = [...this._borrowed.values()].filter((b) => (runsEngine && !isLentNvme(b.data)) || owned(b));
+    const list = [...this._borrowed.values()].filter((b) => (runsEngine && isLentNic(b.data)) || owned(b));
     return list.map((b) => b.data);
   }
 
@@ -227,6 +244,7 @@ export class LentDevices implements LendingHook {
     const d = b.data;
     if (b.release !== undefined) b.release();
     else if (isLentNvme(d)) new NvmeDevice(d.state, b.iommu).functionReset();
+    else if (isLentAccel(d)) new AccelDevice(d.state, b.iommu).functionReset();
     else this._withDevice(d.name, (dev) => functionReset(dev.ctx), false);
     b.iommu.clear();
     b.owner = undefined;
@@ -238,9 +256,10 @@ export class LentDevices implements LendingHook {
    */
   private _withDevice<T>(name: string, fn: (dev: RnicDevice) => T, lock = true): T {
     const b = this._get(name);
-    if (isLentNvme(b.data)) throw pvError('PV_ERR_INVALID_ARG', `${name} is an NVMe SSD, not a NIC`);
+    const d = b.data;
+    if (!isLentNic(d)) throw pvError('PV_ERR_INVALID_ARG', `${name} is a ${d.kind}, not a NIC`);
     const fabric = new RnicFabric(this._fabricLock, this._wire);
-    const dev = new RnicDevice(b.data.state, new NtbDmaResolver(b.data, this._memories()), fabric);
+    const dev = new RnicDevice(d.state, new NtbDmaResolver(d, this._memories()), fabric);
     if (!lock) return fn(dev);
     fabric.lock();
     try {

@@ -34,6 +34,8 @@ export interface LentMmioData {
   readonly endpoint: string;
   readonly borrower: string;
   readonly barWindowBase: number;
+  /** Borrower address of the window onto each BAR, when the device has more than BAR 0 (accel). */
+  readonly barWindowBases?: readonly number[];
   readonly lease: Lease;
 }
 
@@ -99,7 +101,7 @@ export function attachLentNics(
 
 /**
  * The fabric hook of a lent view's BAR: refuses once revoked (or what `filter` refuses),
- * otherwise routes the access from B's root complex through the BAR window, checks it lands on
+ * otherwise routes the access from B's root complex through that BAR's window, checks it lands on
  * the lent device's BAR, pays and counts it.
  */
 export function lentMmioHook(
@@ -124,9 +126,14 @@ export function lentMmioHook(
       stats.add(LentWord.MMIO_REFUSED);
       throw pvError('PV_ERR_LEND_NOT_HOLDER', `${data.name}: ${data.borrower} ${refused}`);
     }
+    const base = data.barWindowBases?.[bar] ?? (bar === 0 ? data.barWindowBase : undefined);
+    if (base === undefined) {
+      stats.add(LentWord.MMIO_REFUSED);
+      throw pvError('PV_ERR_PCIE_NO_WINDOW', `${data.name}: ${data.borrower} has no window onto BAR ${bar}`);
+    }
     let route: Route;
     try {
-      route = r.fabric.route(from, (data.barWindowBase + offset) as HostPhysAddr, bytes);
+      route = r.fabric.route(from, (base + offset) as HostPhysAddr, bytes);
     } catch (err) {
       stats.add(LentWord.MMIO_REFUSED);
       throw err;

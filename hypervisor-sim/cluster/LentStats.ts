@@ -20,7 +20,10 @@
  * 9     36    4     DMA_LINK_HOPS         resolver                        tests
  * 10    40    4     DMA_FAULTS            resolver (refused DMAs)         tests
  * 11    44    4     MMIO_REFUSED          MMIO hook (revoked / no route)  tests
- * 12    48    16    reserved              -                               zero
+ * 12    48    4     P2P_READS             resolver (into a peer's BAR 1)  tests
+ * 13    52    4     P2P_WRITES            resolver (into a peer's BAR 1)  tests
+ * 14    56    4     P2P_NTB_CROSSINGS     resolver                        tests, ping-pong
+ * 15    60    4     P2P_LINK_HOPS         resolver                        tests
  * --- 64-bit block (BigInt64 index 8 = byte 64) ------------------------------------------------
  * -     64    8     FABRIC_NS             both (modelled ns paid)         tests
  * -     72    8     DMA_BYTES             resolver                        tests
@@ -51,6 +54,10 @@ export const enum LentWord {
   DMA_LINK_HOPS = 9,
   DMA_FAULTS = 10,
   MMIO_REFUSED = 11,
+  P2P_READS = 12,
+  P2P_WRITES = 13,
+  P2P_NTB_CROSSINGS = 14,
+  P2P_LINK_HOPS = 15,
 }
 
 /** BigInt64 indices (byte offset = index · 8). */
@@ -81,6 +88,10 @@ export interface LentCountersSnapshot {
   readonly dmaNtbCrossings: number;
   readonly dmaLinkHops: number;
   readonly dmaFaults: number;
+  readonly p2pReads: number;
+  readonly p2pWrites: number;
+  readonly p2pNtbCrossings: number;
+  readonly p2pLinkHops: number;
   readonly dmaBytes: number;
   readonly fabricNs: number;
 }
@@ -154,6 +165,10 @@ export class LentStats {
       dmaNtbCrossings: at(LentWord.DMA_NTB_CROSSINGS),
       dmaLinkHops: at(LentWord.DMA_LINK_HOPS),
       dmaFaults: at(LentWord.DMA_FAULTS),
+      p2pReads: at(LentWord.P2P_READS),
+      p2pWrites: at(LentWord.P2P_WRITES),
+      p2pNtbCrossings: at(LentWord.P2P_NTB_CROSSINGS),
+      p2pLinkHops: at(LentWord.P2P_LINK_HOPS),
       dmaBytes: Number(Atomics.load(this._big, LentBig.DMA_BYTES)),
       fabricNs: Number(Atomics.load(this._big, LentBig.FABRIC_NS)),
     };

@@ -15,6 +15,14 @@
  * but B's RAM, an IOMMU miss — returns false, so the NIC completes the work request with an
  * error and keeps serving (DmaResolver contract: never throws).
  *
+ * Peer-to-peer (lent accelerators, P2pWindows.ts): a route that ends instead at BAR 1 of an
+ * accelerator listed in `peers` — reached through the lender's own switch, or through a P2P
+ * window the Cluster opened on an NTB — resolves into that accelerator's device memory, provided
+ * the lease's permission table (`peerAllow`, one Int32 per peer, set by the Cluster when it maps
+ * the pair and cleared when it unmaps it or either lease ends) allows it: the windows and the
+ * table are the "lender-side I/O addresses / IOMMU mappings" of SmartIO's P2P between lenders.
+ * It is counted as P2P (LentStats P2P_*) and paid like any other route.
+ *
  * Built in whatever thread runs the NIC engine (the doorbell writer: a domain worker of B) from
  * plain, postable data: the cluster descriptor (window tables are SABs), B's IOMMU descriptor
  * and the lease record.
@@ -50,6 +58,24 @@ export interface NtbDmaData {
   readonly iommu: IommuDescriptor;
   /** The lease record (LentStats.ts). */
   readonly stats: SharedArrayBuffer;
+  /** P2P targets: every accelerator's device memory (BAR 1) in the cluster, by `host/endpoint`. */
+  readonly peers?: readonly { readonly key: string; readonly mem: SharedArrayBuffer }[];
+  /** P2P permission table: Int32 per entry of `peers`, non-zero = this lease may reach it. */
+  readonly peerAllow?: SharedArrayBuffer;
+}
+
+/** `DmaRef.domid` of a resolution into a peer accelerator's memory (never a domain id). */
+export const FABRIC_PEER_DOMID = -100;
+
+/** Key of an endpoint in `NtbDmaData.peers`. */
+export function peerKey(host: string, endpoint: string): string {
+  return `${host}/${endpoint}`;
+}
+
+interface PeerMem {
+  readonly index: number;
+  readonly bytes: Uint8Array;
+  readonly words: Int32Array;
 }
 
 /** A lent device's DMA path, attached in one thread (see the file comment). */
@@ -61,6 +87,8 @@ export class NtbDmaResolver implements DmaResolver {
   private readonly _from: NodeRef;
   private readonly _lender: string;
   private readonly _borrower: string;
+  private readonly _peers = new Map<string, PeerMem>();
+  private readonly _allow: Int32Array;
 
   /** `directory` is this thread's memories of the borrower's domains. */
   constructor(data: NtbDmaData, directory: MemoryDirectory) {
@@ -71,6 +99,10 @@ export class NtbDmaResolver implements DmaResolver {
     this._from = { host: data.lender, node: data.endpoint };
     this._lender = data.lender;
     this._borrower = data.borrower;
+    (data.peers ?? []).forEach((p, index) => {
+      this._peers.set(p.key, { index, bytes: new Uint8Array(p.mem), words: new Int32Array(p.mem) });
+    });
+    this._allow = new Int32Array(data.peerAllow ?? new SharedArrayBuffer(4 * this._peers.size));
   }
 
   resolve(addr: number, len: number, write: boolean, out: DmaRef): boolean {
@@ -83,7 +115,8 @@ export class NtbDmaResolver implements DmaResolver {
       return this._fault();
     }
     const t = route.target;
-    if (t.kind !== 'ram' || t.host !== this._borrower) return this._fault();
+    if (t.kind === 'bar') return this._peer(route, t.host, t.endpoint, t.bar, t.offset, len, write, out);
+    if (t.host !== this._borrower) return this._fault();
     if (!this.iommu.resolve(t.addr, len, write, out)) return this._fault();
     const s = this.stats;
     s.add(write ? LentWord.DMA_WRITES : LentWord.DMA_READS);
@@ -102,6 +135,34 @@ export class NtbDmaResolver implements DmaResolver {
       this.fabric.generation(this._borrower) +
       (this.stats.revoked ? 1 : 0)
     );
+  }
+
+  /** A route ending at a BAR: only BAR 1 of an allowed peer accelerator resolves (P2P). */
+  private _peer(
+    route: Route,
+    host: string,
+    endpoint: string,
+    bar: number,
+    offset: number,
+    len: number,
+    write: boolean,
+    out: DmaRef,
+  ): boolean {
+    const p = bar === 1 ? this._peers.get(peerKey(host, endpoint)) : undefined;
+    // ORDERING: seq-cst load; pairs with the Cluster's store when it maps or unmaps the pair.
+    if (p === undefined || Atomics.load(this._allow, p.index) === 0) return this._fault();
+    // INVARIANT: route() kept [offset, +len) inside the BAR, whose size is the memory's.
+    out.bytes = p.bytes;
+    out.words = p.words;
+    out.offset = offset;
+    out.domid = FABRIC_PEER_DOMID;
+    const s = this.stats;
+    s.add(write ? LentWord.P2P_WRITES : LentWord.P2P_READS);
+    s.add(LentWord.P2P_NTB_CROSSINGS, route.ntbCrossings);
+    s.add(LentWord.P2P_LINK_HOPS, route.hops.length - route.ntbCrossings);
+    s.addBig(LentBig.DMA_BYTES, len);
+    s.addBig(LentBig.FABRIC_NS, payRoute(this.profile, route, len, write ? 'write' : 'read'));
+    return true;
   }
 
   private _fault(): false {

@@ -6,7 +6,7 @@
  * `passthrough` under a translating IOMMU, `native` with it in bypass. The scenario's own
  * attachments (paravirt, tcp) follow, untouched. Owned NVMe SSDs become `nvme` functions the
  * same way (BAR 0 = the controller's MMIO, whose doorbells run it inline in this thread).
- * Borrowed devices (Device Lending) attach through cluster/LentNic.ts and LentNvme.ts.
+ * Borrowed devices (Device Lending) attach through cluster/LentNic.ts, LentNvme.ts and LentAccel.ts.
  * Owned accelerators become `accel` functions (devices/accel/AccelAttach.ts), and owned SSDs and
  * accelerators get a `peerDma` port: P2P DMA into an owned accelerator's memory.
  */
@@ -14,6 +14,8 @@
 import { pvError } from '../../protocol/errors.js';
 import type { DeviceAttachment, PciFunction } from '../../protocol/Pci.js';
 import type { GuestPhysAddr, Iova } from '../../protocol/Types.js';
+import { attachLentAccels, isLentAccel, type LentAccelData } from '../cluster/LentAccel.js';
+import { isLentNic } from '../cluster/LentDevices.js';
 import { attachLentNics, type LentNicData } from '../cluster/LentNic.js';
 import { attachLentNvmes, isLentNvme, type LentNvmeData } from '../cluster/LentNvme.js';
 import { DomainAccels } from '../devices/accel/AccelAttach.js';
@@ -67,12 +69,17 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
   // the lender's NVMe controller with an NTB DMA path, run inline by the owner's doorbells.
   const lentList = data.lent ?? [];
   const lent = attachLentNics(
-    lentList.filter((d): d is LentNicData => !isLentNvme(d)),
+    lentList.filter((d): d is LentNicData => isLentNic(d)),
     fabric,
     directory,
   );
   const lentNvmes = attachLentNvmes(
     lentList.filter((d): d is LentNvmeData => isLentNvme(d)),
+    directory,
+  );
+  // The lender's accelerator with an NTB DMA path (and P2P into other lent accelerators' BAR 1).
+  const lentAccels = attachLentAccels(
+    lentList.filter((d): d is LentAccelData => isLentAccel(d)),
     directory,
   );
   // Owned accelerators, and peer windows (P2P DMA into their memory) in front of each owned SSD.
@@ -100,6 +107,13 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
       attachments.push({ device: owned.device, kind: 'nvme', transport, pci: lentNvme.pci });
       iommus.set(owned.device, lentNvme.iommu);
       dmaBases.set(owned.device, lentNvme.dmaBase);
+      continue;
+    }
+    const lentAccel = lentAccels.get(owned.device);
+    if (lentAccel !== undefined) {
+      attachments.push({ device: owned.device, kind: 'accel', transport, pci: lentAccel.pci });
+      iommus.set(owned.device, lentAccel.iommu);
+      dmaBases.set(owned.device, lentAccel.dmaBase);
       continue;
     }
     const accel = accels.attachment(owned.device, transport);
@@ -140,6 +154,6 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
     dmaBases,
     nics: [...byName.values(), ...lent.values()].map((e) => e.nic),
     nvmes: [...ssds.values(), ...lentNvmes.values()].map((e) => e.dev),
-    accels: accels.devices(),
+    accels: [...accels.devices(), ...[...lentAccels.values()].map((e) => e.dev)],
   };
 }

@@ -203,6 +203,18 @@ export class HostDevices {
     return this._accels.metrics();
   }
 
+  /** Accelerator names, in creation order. */
+  accelNames(): string[] {
+    return this._accels.names();
+  }
+
+  /** An accelerator's shared state and IOMMU descriptor (Device Lending hands the state to a borrower). */
+  accelData(device: string): AccelData {
+    const a = this._accels.get(device);
+    if (a === undefined) throw pvError('PV_ERR_CONFIG', `this host has no accelerator named ${String(device)}`);
+    return a.data;
+  }
+
   /** Installs the Device Lending hook (the Cluster does, once, right after creating the host). */
   attachLending(hook: LendingHook): void {
     this._lending = hook;

@@ -23,6 +23,10 @@ describe('LentStats (lease record layout)', () => {
       [LentWord.DMA_LINK_HOPS * 4, 36],
       [LentWord.DMA_FAULTS * 4, 40],
       [LentWord.MMIO_REFUSED * 4, 44],
+      [LentWord.P2P_READS * 4, 48],
+      [LentWord.P2P_WRITES * 4, 52],
+      [LentWord.P2P_NTB_CROSSINGS * 4, 56],
+      [LentWord.P2P_LINK_HOPS * 4, 60],
       [LentBig.FABRIC_NS * 8, 64],
       [LentBig.DMA_BYTES * 8, 72],
     ];
