@@ -23,6 +23,16 @@
  * Consistency: each window lookup is one seqlock snapshot; a route crossing two NTBs may see the
  * two tables at different instants (as two TLPs racing a remap would). Use `generation(host)`
  * to detect a change since a route was resolved.
+ *
+ * Route cache: a lent device routes EVERY MMIO and DMA (LentNic's BAR hook, NtbDmaResolver), and
+ * a walk costs ≈ 1–3 µs (path arrays, window scans, hop objects and the garbage they leave) —
+ * three walks per write_lat round trip and ~40 per driver command (QUERY_QP every 16 WRs): most of
+ * a lent NIC's extra latency on the ideal fabric. A route depends only on the (immutable) spec and
+ * the window tables, so `route()` keeps each successful walk, per issuer and address, tagged with
+ * the sum of every host's window-table generation (each only grows, so the sum moves on any set or
+ * clear anywhere) read BEFORE the walk; a hit with the same length and an unchanged sum returns the
+ * same (readonly) Route, as an NTB's translation LUT would. Refused accesses are never cached (they
+ * throw again).
  */
 
 import { pvError } from '../../protocol/errors.js';
@@ -53,6 +63,16 @@ export interface NtbPort {
 
 type ErrCode = 'PV_ERR_PCIE_UNROUTABLE' | 'PV_ERR_PCIE_NO_WINDOW';
 
+/** Routes kept per issuing node before the cache starts over (a driver's BAR has fewer). */
+const ROUTE_CACHE_PER_ISSUER = 4096;
+
+/** One cached walk: valid while the length and the generation sum match. */
+interface CachedRoute {
+  readonly bytes: number;
+  readonly gen: number;
+  readonly route: Route;
+}
+
 /** The cluster's fabric, attached in one thread (see the file comment). */
 export class PcieCluster {
   readonly descriptor: ClusterDescriptor;
@@ -61,6 +81,8 @@ export class PcieCluster {
   private readonly _tables = new Map<string, WindowTable>();
   private readonly _ports = new Map<string, NtbPort[]>();
   private readonly _maxCrossings: number;
+  /** Issuer host → issuer node → address → last route (see the file comment). */
+  private readonly _cache = new Map<string, Map<string, Map<number, CachedRoute>>>();
 
   /** Validates `spec`, makes every host's window table and installs the initial windows. */
   static create(spec: ClusterSpec): PcieCluster {
@@ -164,7 +186,42 @@ export class PcieCluster {
 
   /** Routes one access (see the file comment); refuses one that straddles a region edge. */
   route(from: NodeRef, addr: HostPhysAddr, bytes: number): Route {
-    return this._walk(from, addr, bytes, false);
+    if (from === null || typeof from !== 'object') return this._walk(from, addr, bytes, false);
+    // ORDERING: the generations are read BEFORE the walk (as IommuContext.generation asks), so a
+    // remap racing the walk shows up as a mismatch on the next access instead of being cached.
+    const gen = this._generationSum();
+    const hit = this._cache.get(from.host)?.get(from.node)?.get(addr);
+    if (hit !== undefined && hit.bytes === bytes && hit.gen === gen) return hit.route;
+    const route = this._walk(from, addr, bytes, false);
+    // INVARIANT: the walk validated `from` and the numbers, so only real issuers get entries.
+    const byAddr = this._issuerCache(from);
+    // Bounded: a device sweeping a large buffer must not grow the cache without limit.
+    if (hit === undefined && byAddr.size >= ROUTE_CACHE_PER_ISSUER) byAddr.clear();
+    byAddr.set(addr, { bytes, gen, route });
+    return route;
+  }
+
+  /** The route cache of issuer `from` (made on first use). */
+  private _issuerCache(from: NodeRef): Map<number, CachedRoute> {
+    let byNode = this._cache.get(from.host);
+    if (byNode === undefined) {
+      byNode = new Map();
+      this._cache.set(from.host, byNode);
+    }
+    let byAddr = byNode.get(from.node);
+    if (byAddr === undefined) {
+      byAddr = new Map();
+      byNode.set(from.node, byAddr);
+    }
+    return byAddr;
+  }
+
+  /** Sum of every host's window-table generation; moves whenever any window changes. */
+  private _generationSum(): number {
+    let sum = 0;
+    // ORDERING: each generation() is a seq-cst load of a counter that only grows.
+    for (const t of this._tables.values()) sum += t.generation();
+    return sum;
   }
 
   /** Routes a transfer cut at every window, BAR or RAM edge it meets: one route per piece. */
