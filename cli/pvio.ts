@@ -73,14 +73,14 @@ const COMMANDS: Record<string, Command> = {
   blk_lat: {
     summary: 'fio-like 4 KiB random read/write latency (clat percentiles) over paravirt, passthrough and native NVMe',
     usage:
-      'pvio blk_lat [--rw randread|randwrite] [--bs 4k] [-n ITERS | --runtime SECS] [--mode paravirt,passthrough,native] [--size 64m] [--backing-file PATH] [--placement local|lent] [--no-prefill] [--spin-us N] [--json]',
+      'pvio blk_lat [--rw randread|randwrite] [--bs 4k] [-n ITERS | --runtime SECS] [--mode paravirt,passthrough,native] [--size 64m] [--backing-file PATH] [--placement local|lent] [--fabric ideal|pcie3-x8-ntb] [--no-prefill] [--spin-us N] [--json]',
     run: async (argv) => (await import('../bench/blk/BlkCommand.js')).blkMain('blk_lat', argv),
   },
   blk_bw: {
     summary:
       'fio-like 128 KiB sequential read/write bandwidth with --iodepth over paravirt, passthrough and native NVMe',
     usage:
-      'pvio blk_bw [--rw read|write] [--bs 128k] [--iodepth 16] [-n ITERS | --runtime SECS] [--mode paravirt,passthrough,native] [--size 64m] [--backing-file PATH] [--placement local|lent] [--no-prefill] [--spin-us N] [--json]',
+      'pvio blk_bw [--rw read|write] [--bs 128k] [--iodepth 16] [-n ITERS | --runtime SECS] [--mode paravirt,passthrough,native] [--size 64m] [--backing-file PATH] [--placement local|lent] [--fabric ideal|pcie3-x8-ntb] [--no-prefill] [--spin-us N] [--json]',
     run: async (argv) => (await import('../bench/blk/BlkCommand.js')).blkMain('blk_bw', argv),
   },
   'ring-bench': {

@@ -2,20 +2,31 @@
  * `pvio blk_lat` and `pvio blk_bw` — fio-like block benchmarks over every path:
  *
  *   pvio blk_lat [--rw randread|randwrite] [--bs 4k] [-n N | --runtime SECS] [--mode paravirt,passthrough,native]
- *                [--size 64m] [--backing-file PATH] [--placement local|lent] [--no-prefill] [--spin-us N] [--json]
+ *                [--size 64m] [--backing-file PATH] [--placement local|lent] [--fabric ideal|pcie3-x8-ntb]
+ *                [--no-prefill] [--spin-us N] [--json]
  *   pvio blk_bw  [--rw read|write] [--bs 128k] [--iodepth 16] [-n N | --runtime SECS] [...the same]
  *
  * blk_lat is fio's `--rw=randread --bs=4k --iodepth=1` latency job (clat percentiles); blk_bw is
  * `--rw=read --bs=128k --iodepth=16` (one pass over the device unless -n / --runtime). Each mode
  * is a fresh scenario (BlkJob.ts); the output is a compact fio block per mode, or with `--json`
  * one JSON document on stdout (`{ "jobs": [...] }`).
+ *
+ * `--placement lent`: the SSD is host A's nvme0, lent over an NTB; the guest runs on host B
+ * owning `nvme0@A` (native: IOMMU bypass, passthrough: translate) or, paravirt, B's dom0 owns it
+ * and serves the guest a vbd (LentBlkJob.ts). Each job then also prints and returns the lease's
+ * fabric counters. `--fabric` times the PCIe path (a lent SSD's NTB route, or the local one).
  */
 
 import { parseArgs } from 'node:util';
+import {
+  FABRIC_PROFILE_NAMES,
+  type FabricProfileName,
+  isFabricProfileName,
+} from '../../hypervisor-sim/pcie/Profiles.js';
 import { pvError } from '../../protocol/errors.js';
 import { SPIN_POLLS_PER_US } from '../perftest/PerftestCommand.js';
 import { BLK_RW, type BlkRw } from '../programs/BlkBenchGuest.js';
-import { BLK_MODES, type BlkJobResult, type BlkMode, runBlkJob } from './BlkJob.js';
+import { BLK_MODES, type BlkJobResult, type BlkMode, type BlkPlacement, runBlkJob } from './BlkJob.js';
 import { formatBlkJob } from './BlkReport.js';
 
 /** The two commands. */
@@ -32,7 +43,8 @@ export interface BlkConfig {
   readonly modes: readonly BlkMode[];
   readonly sizeBytes: number;
   readonly backingFile?: string;
-  readonly placement: 'local' | 'lent';
+  readonly placement: BlkPlacement;
+  readonly fabric: FabricProfileName;
   readonly prefill: boolean;
   readonly spinUs?: number;
   readonly json: boolean;
@@ -71,6 +83,7 @@ export function parseBlkFlags(verb: BlkVerb, argv: readonly string[]): BlkConfig
       size: { type: 'string' },
       'backing-file': { type: 'string' },
       placement: { type: 'string' },
+      fabric: { type: 'string' },
       'no-prefill': { type: 'boolean' },
       'spin-us': { type: 'string' },
       json: { type: 'boolean' },
@@ -90,8 +103,9 @@ export function parseBlkFlags(verb: BlkVerb, argv: readonly string[]): BlkConfig
   if (placement !== 'local' && placement !== 'lent') {
     throw pvError('PV_ERR_CONFIG', `--placement: '${placement}' (expected local or lent)`);
   }
-  if (placement === 'lent') {
-    throw pvError('PV_ERR_NOT_SUPPORTED', '--placement lent needs the lending integration, in progress; use local');
+  const fabric = values.fabric ?? 'ideal';
+  if (!isFabricProfileName(fabric)) {
+    throw pvError('PV_ERR_CONFIG', `--fabric: unknown profile '${fabric}' (${FABRIC_PROFILE_NAMES.join('|')})`);
   }
   const bs = parseBytes(values.bs ?? (lat ? '4k' : '128k'), '--bs');
   if (bs % 512 !== 0) throw pvError('PV_ERR_CONFIG', `--bs: ${bs} is not a multiple of 512`);
@@ -122,6 +136,7 @@ export function parseBlkFlags(verb: BlkVerb, argv: readonly string[]): BlkConfig
     sizeBytes,
     backingFile: values['backing-file'],
     placement,
+    fabric,
     prefill: values['no-prefill'] !== true,
     spinUs: positive(values['spin-us'], '--spin-us'),
     json: values.json === true,
@@ -143,6 +158,8 @@ export async function runBlk(cfg: BlkConfig, onJob?: (r: BlkJobResult) => void):
       backingFile: cfg.backingFile,
       prefill: cfg.prefill,
       spinBudget: cfg.spinUs === undefined ? undefined : cfg.spinUs * SPIN_POLLS_PER_US,
+      placement: cfg.placement,
+      fabric: cfg.fabric,
     });
     onJob?.(r);
     out.push(r);

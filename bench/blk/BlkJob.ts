@@ -4,12 +4,16 @@
  * through `mode` — `paravirt` (a vbd served by dom0's blkback from nvme0), `passthrough` (the
  * guest owns nvme0, IOMMU translating) or `native` (no VM, IOMMU bypass). The raw completion
  * latencies become fio's figures here: IOPS, bandwidth, clat min/max/avg/stdev and percentiles.
+ * With `placement: 'lent'` the SSD is host A's nvme0 and the guest runs on host B over an NTB
+ * (LentBlkJob.ts), the fabric timed by `fabric`; the result then carries the lease's counters.
  * Shared by `pvio blk_lat` / `pvio blk_bw` and the block cells of `pvio compare`.
  */
 
+import type { FabricProfileName } from '../../hypervisor-sim/pcie/Profiles.js';
 import { runScenario } from '../../hypervisor-sim/scenario/Scenario.js';
 import type { BlkBenchArgs, BlkBenchResult, BlkRw } from '../programs/BlkBenchGuest.js';
 import { percentile, type Summary, summarize } from '../stats/Summary.js';
+import { type LentBlkCounters, runLentBlk } from './LentBlkJob.js';
 
 const PROGRAM = new URL('../programs/BlkBenchGuest.js', import.meta.url);
 
@@ -17,6 +21,8 @@ const PROGRAM = new URL('../programs/BlkBenchGuest.js', import.meta.url);
 export type BlkMode = 'paravirt' | 'passthrough' | 'native';
 /** Every block path, in the order results print. */
 export const BLK_MODES: readonly BlkMode[] = ['paravirt', 'passthrough', 'native'];
+/** Where the SSD sits: on the guest's host, or lent by another host over an NTB. */
+export type BlkPlacement = 'local' | 'lent';
 
 /** What to run. */
 export interface BlkJob {
@@ -32,6 +38,10 @@ export interface BlkJob {
   readonly prefill: boolean;
   /** Guest and backend polls before sleeping (undefined: their defaults). */
   readonly spinBudget?: number;
+  /** Default 'local'. */
+  readonly placement?: BlkPlacement;
+  /** PCIe timing (default 'ideal'): the local rc–sw–device path, or a lent SSD's whole NTB route. */
+  readonly fabric?: FabricProfileName;
 }
 
 /** fio's completion-latency percentiles pvio prints, as fractions. */
@@ -40,6 +50,7 @@ export const CLAT_PERCENTILES = [0.01, 0.05, 0.1, 0.5, 0.9, 0.99, 0.995, 0.999] 
 /** fio's figures of one job. */
 export interface BlkJobResult {
   readonly mode: BlkMode;
+  readonly placement: BlkPlacement;
   readonly rw: BlkRw;
   readonly bs: number;
   readonly iodepth: number;
@@ -60,6 +71,8 @@ export interface BlkJobResult {
    */
   readonly cpuNsPerIo: { readonly guest: number; readonly dom0: number };
   readonly elapsedMs: number;
+  /** Lent placement: the lease's fabric counters (NTB crossings, modelled ns), whole run and timed. */
+  readonly lent?: LentBlkCounters;
 }
 
 /** Runs one job (see the file comment). */
@@ -73,8 +86,21 @@ export async function runBlkJob(job: BlkJob): Promise<BlkJobResult> {
     prefill: job.prefill,
   };
   const memoryMiB = Math.max(16, Math.ceil((job.iodepth * job.bs) / (1 << 20)) + 8);
+  if (job.placement === 'lent') {
+    const raw = await runLentBlk({
+      mode: job.mode,
+      args,
+      memoryMiB,
+      sizeBytes: job.sizeBytes,
+      backingFile: job.backingFile,
+      profile: job.fabric ?? 'ideal',
+      spinBudget: job.spinBudget,
+    });
+    const figures = blkFigures(job, raw.result, raw.guestCpuNs, raw.dom0CpuNs, raw.elapsedMs);
+    return { ...figures, placement: 'lent', lent: raw.lent };
+  }
   const s = await runScenario({
-    host: { nics: 0, nvmes: [{ sizeBytes: job.sizeBytes, backingFile: job.backingFile }] },
+    host: { nics: 0, nvmes: [{ sizeBytes: job.sizeBytes, backingFile: job.backingFile }], fabric: job.fabric },
     backend: job.spinBudget === undefined ? undefined : { spinBudget: job.spinBudget },
     guests: [
       {
@@ -92,7 +118,7 @@ export async function runBlkJob(job: BlkJob): Promise<BlkJobResult> {
 
 /** fio's figures from the raw result (pure). */
 export function blkFigures(
-  job: Pick<BlkJob, 'mode' | 'rw' | 'bs' | 'iodepth' | 'sizeBytes'>,
+  job: Pick<BlkJob, 'mode' | 'rw' | 'bs' | 'iodepth' | 'sizeBytes' | 'placement'>,
   r: BlkBenchResult,
   guestCpuNs: number,
   dom0CpuNs: number,
@@ -105,6 +131,7 @@ export function blkFigures(
   const ios = Math.max(r.ios, 1);
   return {
     mode: job.mode,
+    placement: job.placement ?? 'local',
     rw: job.rw,
     bs: job.bs,
     iodepth: job.iodepth,

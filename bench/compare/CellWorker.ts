@@ -15,7 +15,7 @@ import type { FabricProfileName } from '../../hypervisor-sim/pcie/Profiles.js';
 import { runScenario, type ScenarioResult } from '../../hypervisor-sim/scenario/Scenario.js';
 import type { Transport } from '../../protocol/Pci.js';
 import { Stage } from '../../protocol/stage/StageLedger.js';
-import { runBlkJob } from '../blk/BlkJob.js';
+import { type BlkJobResult, runBlkJob } from '../blk/BlkJob.js';
 import { bandwidthFromCompletions, latencyFromSamples, rttFactor } from '../perftest/Stats.js';
 import type { PerftestArgs, PerftestResult } from '../programs/PerftestGuest.js';
 import { summarize } from '../stats/Summary.js';
@@ -26,6 +26,7 @@ import {
   type DomainCpu,
   isBlockOp,
   LENT_TRANSPORTS,
+  type LentFabricCounts,
   type StageBreakdown,
   type StageName,
 } from './Results.js';
@@ -169,16 +170,39 @@ function cellOf(task: CellTask, run: { cpu: DomainCpu[]; elapsedMs: number }, r:
   };
 }
 
+/** The lent SSD's counts of the timed I/Os, in the cell's shape. */
+function blockLentCounts(r: BlkJobResult): LentFabricCounts | undefined {
+  const l = r.lent;
+  if (l === undefined) return undefined;
+  return {
+    device: l.device,
+    profile: l.profile,
+    scope: 'timed',
+    ntbCrossings: l.timed.mmioNtbCrossings + l.timed.dmaNtbCrossings,
+    fabricNs: l.timed.fabricNs,
+    dmaBytes: l.timed.dmaBytes,
+    faults: l.timed.dmaFaults + l.timed.mmioRefused,
+  };
+}
+
 /**
  * A block cell: the fio-like job (one guest, nvme0 through the cell's transport) in the cell's
  * shape — completion latency as `lat` (t_typical = the median), bandwidth as `bw` with the
- * iodepth as tx depth and IOPS / 10^6 as Mpps; the guest's CPU is the `client` row.
+ * iodepth as tx depth and IOPS / 10^6 as Mpps; the guest's CPU is the `client` row. `lent` and
+ * `lent-passthrough` run the job on host B against host A's nvme0 over an NTB, natively or
+ * passed through (bench/blk/LentBlkJob.ts); every block cell's PCIe path is timed by the task's
+ * fabric profile (a local SSD pays its rc–sw–device path, a lent one the whole NTB route).
  */
 async function blockCell(task: CellTask): Promise<CellResult> {
   const { plan } = task;
+  const lent = LENT_TRANSPORTS.includes(plan.transport);
+  const mode =
+    plan.transport === 'lent' ? 'native' : plan.transport === 'lent-passthrough' ? 'passthrough' : plan.transport;
   const r = await runBlkJob({
     // INVARIANT: planMatrix gives block ops only the block transports.
-    mode: plan.transport as 'paravirt' | 'passthrough' | 'native',
+    mode: mode as 'paravirt' | 'passthrough' | 'native',
+    placement: lent ? 'lent' : 'local',
+    fabric: task.fabric,
     rw: plan.op === 'blk-randread' ? 'randread' : 'read',
     bs: plan.size,
     iodepth: plan.txDepth,
@@ -187,11 +211,17 @@ async function blockCell(task: CellTask): Promise<CellResult> {
     prefill: true,
     spinBudget: task.spinBudget,
   });
-  const base = { transport: plan.transport, op: plan.op, kind: plan.kind, size: plan.size };
-  const cpu: DomainCpu[] = [
-    { domain: 'client', cpuNs: r.cpuNsPerIo.guest * r.ios, nsPerMsg: r.cpuNsPerIo.guest },
-    { domain: 'dom0', cpuNs: r.cpuNsPerIo.dom0 * r.ios, nsPerMsg: r.cpuNsPerIo.dom0 },
-  ];
+  const counts = blockLentCounts(r);
+  const base = {
+    transport: plan.transport,
+    op: plan.op,
+    kind: plan.kind,
+    size: plan.size,
+    ...(counts === undefined ? {} : { lent: counts }),
+  };
+  // A lent SSD owned by the guest has no driver domain on B: no dom0 row.
+  const cpu: DomainCpu[] = [{ domain: 'client', cpuNs: r.cpuNsPerIo.guest * r.ios, nsPerMsg: r.cpuNsPerIo.guest }];
+  if (!lent) cpu.push({ domain: 'dom0', cpuNs: r.cpuNsPerIo.dom0 * r.ios, nsPerMsg: r.cpuNsPerIo.dom0 });
   if (plan.kind === 'lat') {
     return { ...base, lat: { iters: r.ios, usec: r.clatUs, tTypical: r.clatUs.median }, cpu, elapsedMs: r.elapsedMs };
   }
@@ -220,7 +250,19 @@ async function lentCell(task: CellTask): Promise<CellResult> {
     memoryMiB: memoryMiBOf(plan),
   });
   const cpu = out.cpu.map((c) => ({ ...c, nsPerMsg: c.cpuNs / plan.iters }));
-  return cellOf(task, { cpu, elapsedMs: out.elapsedMs }, out.client);
+  const cell = cellOf(task, { cpu, elapsedMs: out.elapsedMs }, out.client);
+  const s = out.lent;
+  if (s === undefined) return cell;
+  const lent: LentFabricCounts = {
+    device: out.device,
+    profile: task.fabric,
+    scope: 'run',
+    ntbCrossings: s.mmioNtbCrossings + s.dmaNtbCrossings,
+    fabricNs: s.fabricNs,
+    dmaBytes: s.dmaBytes,
+    faults: s.dmaFaults + s.mmioRefused,
+  };
+  return { ...cell, lent };
 }
 
 /** The piscina task: runs one cell and never throws — a failure becomes the cell's `error`. */

@@ -41,6 +41,8 @@ import { formatBreakdown, formatCells, formatCpu, formatPreamble } from './Table
 export interface CompareOptions {
   readonly quick: boolean;
   readonly transports: readonly CompareTransport[];
+  /** `--transports` was given (else every transport). */
+  readonly transportsNamed: boolean;
   readonly ops?: readonly CompareOp[];
   readonly kinds?: readonly CompareKind[];
   readonly sizes?: readonly number[];
@@ -48,7 +50,10 @@ export interface CompareOptions {
   readonly bwBytes?: number;
   readonly concurrency: number;
   readonly deviceEngine: 'inline' | 'dedicated';
-  /** Timing of the PCIe fabric's NTB path (the lent rows); local devices pay no fabric cost yet. */
+  /**
+   * PCIe timing: the NTB route of the lent rows (NIC and SSD) and the local rc–sw–device path of
+   * block cells; local RDMA cells pay no fabric cost yet.
+   */
   readonly fabric: FabricProfileName;
   readonly spinUs: number;
   readonly out?: string;
@@ -110,6 +115,7 @@ export function parseCompareFlags(argv: readonly string[]): CompareOptions {
   return {
     quick: values.quick === true,
     transports: list(values.transports, ALL_TRANSPORTS, '--transports') ?? ALL_TRANSPORTS,
+    transportsNamed: values.transports !== undefined,
     ops: list(values.ops, [...ALL_OPS, ...BLOCK_OPS], '--ops'),
     kinds: list(values.kinds, ['lat', 'bw'] as const, '--kinds'),
     sizes,

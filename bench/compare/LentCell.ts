@@ -33,6 +33,8 @@ export interface LentCellOutcome {
   readonly cpu: ReadonlyArray<{ readonly domain: string; readonly cpuNs: number }>;
   /** The lease's counters (NTB crossings, link hops, modelled fabric ns); undefined for local. */
   readonly lent?: LentCountersSnapshot;
+  /** The client's NIC (`nic1` of B, or the lent `nic0@A`). */
+  readonly device: string;
   readonly elapsedMs: number;
 }
 
@@ -81,6 +83,7 @@ export async function runLentCell(spec: LentCellSpec): Promise<LentCellOutcome> 
         { domain: 'server', cpuNs: s.cpuNs },
       ],
       lent: handle?.stats.snapshot(),
+      device: clientNic,
       elapsedMs: performance.now() - t0,
     };
   } finally {

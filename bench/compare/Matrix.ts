@@ -30,8 +30,17 @@ export const ALL_TRANSPORTS: readonly CompareTransport[] = [
 export const ALL_OPS: readonly CompareOp[] = ['write', 'read', 'send'];
 /** Every block op (fio jobs over nvme0). */
 export const BLOCK_OPS: readonly BlockCompareOp[] = ['blk-randread', 'blk-seqread'];
-/** The transports a block cell runs over (an NVMe SSD has no paravirt-copy or tcp path). */
-export const BLOCK_TRANSPORTS: readonly CompareTransport[] = ['native', 'passthrough', 'paravirt'];
+/**
+ * The transports a block cell runs over (an NVMe SSD has no paravirt-copy or tcp path): the local
+ * SSD's three paths, and an SSD lent by another host over an NTB, owned natively or passed through.
+ */
+export const BLOCK_TRANSPORTS: readonly CompareTransport[] = [
+  'native',
+  'passthrough',
+  'paravirt',
+  'lent',
+  'lent-passthrough',
+];
 
 /**
  * The fixed job of each block op: fio's 4 KiB randread latency (iodepth 1) and 128 KiB
@@ -55,6 +64,8 @@ export interface CellPlan extends CellKey {
 export interface MatrixOptions {
   readonly quick: boolean;
   readonly transports?: readonly CompareTransport[];
+  /** The user named the transports (`--transports`), rather than taking every one. */
+  readonly transportsNamed?: boolean;
   readonly ops?: readonly CompareOp[];
   readonly kinds?: readonly CompareKind[];
   /** Overrides both size lists. */
@@ -145,6 +156,8 @@ export function planMatrix(opts: MatrixOptions): CellPlan[] {
  * The block cells: each chosen block op whose kind was chosen, over the block transports the
  * user kept (`--sizes` does not apply: a block job has one fixed size). Latency takes
  * `--lat-iters`; bandwidth reads a device of `--bw-mib` (default 16 MiB quick, 64 MiB full) once.
+ * The quick matrix runs a lent SSD natively only (`lent`; its passthrough row when the user names
+ * the transports), so `--quick` stays under 2 minutes.
  */
 function planBlock(
   ops: readonly CompareOp[],
@@ -159,6 +172,7 @@ function planBlock(
     if (!ops.includes(op) || !kinds.includes(job.kind)) continue;
     for (const transport of BLOCK_TRANSPORTS) {
       if (!transports.includes(transport)) continue;
+      if (transport === 'lent-passthrough' && opts.quick && opts.transportsNamed !== true) continue;
       const iters =
         job.kind === 'lat'
           ? (opts.latIters ?? (opts.quick ? 2000 : 10000))

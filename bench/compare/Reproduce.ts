@@ -3,7 +3,10 @@
  * published figure, pvio's measured figure from this run, and the SHAPE that can be compared
  * across machines (a ratio between two I/O paths measured the same way). Absolute numbers differ
  * by design — pvio runs on threads, the papers on InfiniBand/10 GbE/PCIe hardware — so a row is
- * judged by its ratio. Rows whose feature is not built yet say so instead of printing a number.
+ * judged by its ratio. A row whose published claim is an added latency (lent NVMe: "+<1 µs for two
+ * NTB crossings") is judged by the DIFFERENCE of the two medians instead, printed in µs, with the
+ * lent path's NTB crossings and modelled fabric time per I/O beside it. Rows whose feature is not
+ * built yet say so instead of printing a number.
  *
  * Sources (../shared/reference/rdma-perftest-lending.md §6).
  */
@@ -14,7 +17,7 @@ import { pvError } from '../../protocol/errors.js';
 import { CellRunner } from './CellRunner.js';
 import type { CellPlan } from './Matrix.js';
 import { Progress } from './Progress.js';
-import type { CellResult, CompareKind, CompareOp, CompareTransport } from './Results.js';
+import { type CellResult, type CompareKind, type CompareOp, type CompareTransport, isBlockOp } from './Results.js';
 
 /** One side of a published comparison, and how pvio measures the same thing. */
 interface Side {
@@ -26,19 +29,29 @@ interface Side {
   readonly size: number;
 }
 
-/** A published experiment: ratio `a / b` of two figures. */
+/** A published experiment: ratio `a / b` of two figures, or (shape 'difference') `a − b`. */
 export interface ReproRow {
   readonly source: string;
   readonly metric: string;
   readonly a: Side;
   readonly b: Side;
-  /** The published ratio a / b. */
+  /** How the two figures compare (default 'ratio'). */
+  readonly shape?: 'ratio' | 'difference';
+  /** The published ratio a / b (NaN for a difference row). */
   readonly publishedRatio: number;
+  /** Difference rows: the published a − b, µs. */
+  readonly publishedDifferenceUs?: number;
   /** Set when pvio cannot run it yet: why, and which issue builds it. */
   readonly notBuilt?: string;
 }
 
 const lat = (transport: CompareTransport, op: CompareOp, size = 64) => ({ transport, op, kind: 'lat' as const, size });
+const blkLat = (transport: CompareTransport) => ({
+  transport,
+  op: 'blk-randread' as const,
+  kind: 'lat' as const,
+  size: 4096,
+});
 const bw = (transport: CompareTransport, size: number) => ({
   transport,
   op: 'write' as const,
@@ -79,11 +92,11 @@ export const REPRO_ROWS: readonly ReproRow[] = [
   {
     source: "Markussen et al., CC'19 §7.4 (Device Lending, Optane 900P)",
     metric: 'NVMe 4 KiB read latency: lent vs local (+<1 µs for two NTB crossings)',
-    a: { label: 'lent', published: 'local + 0.7 µs', ...lat('native', 'read') },
-    b: { label: 'local', published: '—', ...lat('native', 'read') },
+    a: { label: 'lent', published: 'local + 0.7 µs', ...blkLat('lent') },
+    b: { label: 'local', published: '(reference)', ...blkLat('native') },
+    shape: 'difference',
     publishedRatio: Number.NaN,
-    notBuilt:
-      'needs a lent NVMe under the block benchmark (the NVMe model and lent NICs exist; lending an SSD is next)',
+    publishedDifferenceUs: 0.7,
   },
   {
     source: "Markussen et al., CC'19 §7.2.2 (GPU ping-pong, devices in two lenders vs one)",
@@ -105,6 +118,39 @@ function unit(s: Side): string {
   return s.kind === 'lat' ? 'µs' : 'MiB/s';
 }
 
+/** `+0.70 µs`, `-0.12 µs`. */
+export function signedUs(v: number): string {
+  return `${v < 0 ? '-' : '+'}${Math.abs(v).toFixed(2)} µs`;
+}
+
+/**
+ * The two lines of a difference row — published a − b, then pvio's two medians and their
+ * difference — and, when side a ran on a lent device, what its NTB path did per timed I/O.
+ */
+function differenceLines(
+  row: ReproRow,
+  a: number | undefined,
+  b: number | undefined,
+  cellA: CellResult | undefined,
+  fmt: (v: number | undefined, s: Side) => string,
+): string {
+  const published = row.publishedDifferenceUs === undefined ? '—' : signedUs(row.publishedDifferenceUs);
+  const diff = a !== undefined && b !== undefined ? signedUs(a - b) : '—';
+  const lines = [
+    `  published: ${row.a.label} ${row.a.published} vs ${row.b.label} ${row.b.published} → difference ${published}`,
+    `  pvio:      ${row.a.label} ${fmt(a, row.a)} (${row.a.transport}) vs ${row.b.label} ${fmt(b, row.b)} (${row.b.transport}) → difference ${diff}`,
+  ];
+  const l = cellA?.lent;
+  const ios = cellA?.lat?.iters ?? 0;
+  if (l !== undefined && l.scope === 'timed' && ios > 0) {
+    lines.push(
+      `             ${l.device} per I/O: ${(l.ntbCrossings / ios).toFixed(2)} NTB crossings, ` +
+        `${(l.fabricNs / ios / 1000).toFixed(2)} µs modelled fabric time (${l.profile})`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 /** Runs every buildable row's two sides and prints the comparison. */
 export async function reproduceMain(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { 'lat-iters': { type: 'string' } }, strict: true });
@@ -116,7 +162,9 @@ export async function reproduceMain(argv: string[]): Promise<void> {
     if (row.notBuilt) continue;
     for (const s of [row.a, row.b]) {
       const iters = s.kind === 'lat' ? latIters : 500;
-      plans.set(key(s), { ...s, iters, txDepth: s.kind === 'lat' ? 1 : 16 });
+      // A block side reads a 16 MiB SSD, prefilled before timing.
+      const deviceBytes = isBlockOp(s.op) ? 16 << 20 : undefined;
+      plans.set(key(s), { ...s, iters, txDepth: s.kind === 'lat' ? 1 : 16, deviceBytes });
     }
   }
   const progress = new Progress(plans.size);
@@ -132,7 +180,9 @@ export async function reproduceMain(argv: string[]): Promise<void> {
   const byKey = new Map(cells.map((c) => [key({ ...c, label: '', published: '' }), c]));
   const out = process.stdout;
   out.write(`pvio reproduce — ${cpus()[0]?.model.trim() ?? 'cpu'}, ${cpus().length} cores, Node ${process.version}\n`);
-  out.write("Published figures beside pvio's, same ratio (shape) on both sides; absolute numbers differ by design.\n");
+  out.write(
+    "Published figures beside pvio's, the same shape (a ratio, or an added latency) on both sides; absolute numbers differ by design.\n",
+  );
   for (const row of REPRO_ROWS) {
     out.write(`\n${row.metric}\n  source: ${row.source}\n`);
     if (row.notBuilt) {
@@ -142,6 +192,10 @@ export async function reproduceMain(argv: string[]): Promise<void> {
     const a = figure(byKey.get(key(row.a)));
     const b = figure(byKey.get(key(row.b)));
     const fmt = (v: number | undefined, s: Side) => (v === undefined ? 'FAILED' : `${v.toFixed(2)} ${unit(s)}`);
+    if (row.shape === 'difference') {
+      out.write(differenceLines(row, a, b, byKey.get(key(row.a)), fmt));
+      continue;
+    }
     out.write(
       `  published: ${row.a.label} ${row.a.published} vs ${row.b.label} ${row.b.published} → ratio ${row.publishedRatio.toFixed(2)}\n`,
     );

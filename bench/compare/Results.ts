@@ -17,18 +17,22 @@ export type CompareTransport =
   | 'paravirt'
   | 'paravirt-copy'
   | 'tcp'
-  /** A NIC lent by another host over an NTB (Device Lending), owned natively on the borrower. */
+  /** A device lent by another host over an NTB (Device Lending), owned natively on the borrower. */
   | 'lent'
-  /** The same lent NIC passed through to a guest of the borrower (guest → IOMMU → NTB → device). */
+  /** The same lent device passed through to a guest of the borrower (guest → IOMMU → NTB → device). */
   | 'lent-passthrough';
 
-/** The Device Lending transports (cells run in a two-host cluster, bench/compare/LentCell.ts). */
+/**
+ * The Device Lending transports: cells run in a two-host cluster, a NIC (bench/compare/LentCell.ts)
+ * or an NVMe SSD (bench/blk/LentBlkJob.ts) of host A borrowed by host B.
+ */
 export const LENT_TRANSPORTS: readonly CompareTransport[] = ['lent', 'lent-passthrough'];
 /**
  * The operation a cell times: an RDMA op (perftest), or a block job over nvme0 (fio) —
  * `blk-randread` (4 KiB random reads at iodepth 1: completion latency in `lat`) and
  * `blk-seqread` (128 KiB sequential reads at iodepth 16: bandwidth in `bw`, iodepth as
- * `txDepth`, IOPS / 10^6 as `mpps`). Block cells run over paravirt, passthrough and native only.
+ * `txDepth`, IOPS / 10^6 as `mpps`). Block cells run over paravirt, passthrough and native, and
+ * over an SSD lent by another host (lent, lent-passthrough).
  */
 export type CompareOp = 'write' | 'read' | 'send' | BlockCompareOp;
 /** The block ops of `CompareOp`. */
@@ -90,6 +94,24 @@ export interface BandwidthResult {
   readonly seconds: number;
 }
 
+/** What the NTB path of a lent device did during a cell (the lease record's counts). */
+export interface LentFabricCounts {
+  /** The lent device's name on the borrower (`nic0@A`, `nvme0@A`). */
+  readonly device: string;
+  /** Fabric timing profile the cell ran with. */
+  readonly profile: string;
+  /** What the counts cover: the timed I/Os alone (block cells) or the whole run (RDMA cells). */
+  readonly scope: 'timed' | 'run';
+  /** NTB crossings of MMIO and DMA. */
+  readonly ntbCrossings: number;
+  /** Modelled fabric time paid, ns. */
+  readonly fabricNs: number;
+  /** Bytes the device moved through the DMA window. */
+  readonly dmaBytes: number;
+  /** DMAs refused and MMIOs refused (0 in a healthy run). */
+  readonly faults: number;
+}
+
 /** One measured cell. */
 export interface CellResult extends CellKey {
   readonly lat?: LatencyResult;
@@ -98,6 +120,8 @@ export interface CellResult extends CellKey {
   readonly cpu: readonly DomainCpu[];
   /** Wall time of the cell's scenario, including domain start-up, ms. */
   readonly elapsedMs: number;
+  /** Lent transports: what the NTB path did. */
+  readonly lent?: LentFabricCounts;
   /** Set when the cell failed; the other fields are then absent or partial. */
   readonly error?: { readonly code: string; readonly message: string };
 }

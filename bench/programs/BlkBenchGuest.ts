@@ -8,6 +8,10 @@
  *
  * Returns raw samples — each I/O's completion latency (submit → completion seen, µs, fio's clat)
  * — and totals; statistics are computed by the caller (bench/stats/Summary.ts).
+ *
+ * `probe`: a counter record the harness hands in like a clock (the lease record of a lent SSD,
+ * bench/blk/LentBlkJob.ts). The program never interprets it: it copies its words when the timed
+ * phase starts and when it ends, so the caller can count what the timed I/Os alone did.
  */
 
 import { type Block, openBlock } from '../../frontend/blk/Block.js';
@@ -39,6 +43,8 @@ export interface BlkBenchArgs {
   readonly prefill?: boolean;
   /** Seed of the random offsets. */
   readonly seed?: number;
+  /** A counter record to copy at the start and the end of the timed phase (see the file comment). */
+  readonly probe?: SharedArrayBuffer;
 }
 
 /** What the program returns. */
@@ -52,6 +58,20 @@ export interface BlkBenchResult {
   readonly seconds: number;
   readonly sectorSize: number;
   readonly deviceBytes: number;
+  /** `probe`'s 32-bit words at the start and at the end of the timed phase. */
+  readonly probeWords?: { readonly start: number[]; readonly end: number[] };
+}
+
+/**
+ * The words of `probe` now. No I/O of this program is in flight when it is called, so the
+ * record is quiescent and a word-by-word copy is a consistent one, 64-bit counters included (over
+ * paravirt the backend may still be finishing the last completion: a count may be one doorbell off).
+ */
+function probeWords(probe: SharedArrayBuffer | undefined): number[] | undefined {
+  if (probe === undefined) return undefined;
+  const w = new Int32Array(probe);
+  // ORDERING: seq-cst loads; they see every counter update of the I/Os completed before.
+  return Array.from({ length: w.length }, (_, i) => Atomics.load(w, i));
 }
 
 function check(a: BlkBenchArgs, blk: Block): void {
@@ -108,6 +128,7 @@ export default async function main(env: DomainEnv): Promise<BlkBenchResult> {
     for (let i = 0; i < warm; i++) await blk.wait(io(bufs[0]));
 
     const clatUs: number[] = [];
+    const probeStart = probeWords(a.probe);
     const t0 = performance.now();
     const end = a.runtimeMs === undefined ? Number.POSITIVE_INFINITY : t0 + a.runtimeMs;
     if (a.iodepth === 1) {
@@ -130,6 +151,7 @@ export default async function main(env: DomainEnv): Promise<BlkBenchResult> {
       await blk.wait(Promise.all(bufs.map(lane)), 600_000);
     }
     const seconds = (performance.now() - t0) / 1000;
+    const probeEnd = probeWords(a.probe);
     if (write) await blk.wait(blk.flush());
     return {
       transport: blk.transport,
@@ -139,6 +161,7 @@ export default async function main(env: DomainEnv): Promise<BlkBenchResult> {
       seconds,
       sectorSize: blk.sectorSize,
       deviceBytes: blk.sectors * blk.sectorSize,
+      probeWords: probeStart && probeEnd ? { start: probeStart, end: probeEnd } : undefined,
     };
   } finally {
     await blk.close();

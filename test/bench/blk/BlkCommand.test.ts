@@ -24,10 +24,18 @@ describe('bench/blk: pvio blk_lat and blk_bw', () => {
     assert.equal(parseBytes('1G', '--size'), 1 << 30);
   });
 
-  it('flags: refusals name the flag; --placement lent is not supported yet', () => {
-    assert.throws(() => parseBlkFlags('blk_lat', ['--placement', 'lent']), {
-      code: 'PV_ERR_NOT_SUPPORTED',
-      message: /lending integration, in progress/,
+  it('flags: refusals name the flag; --placement and --fabric take their values', () => {
+    const lent = parseBlkFlags('blk_lat', ['--placement', 'lent', '--fabric', 'pcie3-x8-ntb']);
+    assert.deepEqual([lent.placement, lent.fabric], ['lent', 'pcie3-x8-ntb']);
+    const local = parseBlkFlags('blk_bw', []);
+    assert.deepEqual([local.placement, local.fabric], ['local', 'ideal']);
+    assert.throws(() => parseBlkFlags('blk_lat', ['--placement', 'remote']), {
+      code: 'PV_ERR_CONFIG',
+      message: /^--placement/,
+    });
+    assert.throws(() => parseBlkFlags('blk_lat', ['--fabric', 'pcie4']), {
+      code: 'PV_ERR_CONFIG',
+      message: /^--fabric: unknown profile 'pcie4' \(ideal\|pcie3-x8-ntb\)/,
     });
     assert.throws(() => parseBlkFlags('blk_lat', ['--rw', 'read']), { code: 'PV_ERR_CONFIG', message: /^--rw/ });
     assert.throws(() => parseBlkFlags('blk_lat', ['--iodepth', '8']), { code: 'PV_ERR_CONFIG', message: /^--iodepth/ });

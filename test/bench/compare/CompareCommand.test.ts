@@ -87,6 +87,73 @@ describe('pvio compare end to end (structure only, never timings)', () => {
     }
   });
 
+  it('block rows over a lent SSD: results.json is schema-valid and the cell carries the timed NTB counts of its fabric', function () {
+    this.timeout(120_000);
+    const dir = mkdtempSync(join(tmpdir(), 'pvio-compare-blk-'));
+    try {
+      const out = join(dir, 'run');
+      const r = spawnSync(
+        process.execPath,
+        [
+          PVIO,
+          'compare',
+          '--transports',
+          'lent',
+          '--ops',
+          'blk-randread',
+          '--lat-iters',
+          '100',
+          '--fabric',
+          'pcie3-x8-ntb',
+          '--out',
+          out,
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^NVMe random read \(fio, iodepth 1\) latency 4 KiB \(µs, completion latency\)$/m);
+      assert.match(r.stdout, /^ {2}lent +\d+\.\d\d +\d+\.\d\d/m);
+      const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+        environment: { fabric: string };
+        cells: Array<{
+          transport: string;
+          op: string;
+          kind: string;
+          lat?: { iters: number };
+          lent?: {
+            device: string;
+            profile: string;
+            scope: string;
+            ntbCrossings: number;
+            fabricNs: number;
+            faults: number;
+          };
+          error?: unknown;
+        }>;
+        breakdown: unknown[];
+      };
+      const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false });
+      const validate = ajv.compile(JSON.parse(readFileSync(SCHEMA, 'utf8')));
+      assert.ok(validate(results), ajv.errorsText(validate.errors));
+      assert.equal(results.environment.fabric, 'pcie3-x8-ntb');
+      assert.deepEqual(
+        results.cells.map((c) => [c.transport, c.op, c.kind, c.error]),
+        [['lent', 'blk-randread', 'lat', undefined]],
+      );
+      const [cell] = results.cells;
+      assert.equal(cell.lat?.iters, 100);
+      const l = cell.lent;
+      assert.ok(l);
+      assert.deepEqual([l.device, l.profile, l.scope, l.faults], ['nvme0@A', 'pcie3-x8-ntb', 'timed', 0]);
+      // Each timed read crosses the NTB at least for its doorbell and its data.
+      assert.ok(l.ntbCrossings >= 2 * 100, `${l.ntbCrossings} crossings`);
+      assert.ok(l.fabricNs > 0, 'the cell ran on the task’s fabric profile');
+      assert.equal(results.breakdown.length, 0, 'block cells have no stage breakdown');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('an unknown transport fails fast with the usage line and exit status 1', () => {
     const r = spawnSync(process.execPath, [PVIO, 'compare', '--transports', 'rdma'], { encoding: 'utf8' });
     assert.equal(r.status, 1);

@@ -27,11 +27,28 @@ describe('bench/compare matrix and flags', () => {
         'blk-randread lat 4096 native 1',
         'blk-randread lat 4096 passthrough 1',
         'blk-randread lat 4096 paravirt 1',
+        'blk-randread lat 4096 lent 1',
         'blk-seqread bw 131072 native 16',
         'blk-seqread bw 131072 passthrough 16',
         'blk-seqread bw 131072 paravirt 16',
+        'blk-seqread bw 131072 lent 16',
       ],
+      'the quick matrix runs a lent SSD natively only',
     );
+    const lentBlk = (opts: Parameters<typeof planMatrix>[0]) =>
+      planMatrix(opts)
+        .filter((p) => p.op.startsWith('blk-') && LENT_TRANSPORTS.includes(p.transport))
+        .map((p) => `${p.op} ${p.transport}`);
+    const both = [
+      'blk-randread lent',
+      'blk-randread lent-passthrough',
+      'blk-seqread lent',
+      'blk-seqread lent-passthrough',
+    ];
+    assert.deepEqual(lentBlk({ quick: false }), both, 'the full matrix runs it passed through too');
+    assert.deepEqual(lentBlk({ quick: true, transports: LENT_TRANSPORTS, transportsNamed: true }), both);
+    assert.equal(parseCompareFlags(['--transports', 'lent']).transportsNamed, true);
+    assert.equal(parseCompareFlags([]).transportsNamed, false);
     for (const p of blk) assert.ok((p.deviceBytes ?? 0) >= p.size);
     // Chosen ops and transports narrow them; picked sizes (RDMA message sizes) leave them out.
     assert.deepEqual(
@@ -110,7 +127,7 @@ describe('bench/compare matrix and flags', () => {
   it('lent NICs run the headline write rows in the quick matrix, every write row in the full one, and no breakdown', () => {
     const lent = (quick: boolean) =>
       planMatrix({ quick })
-        .filter((p) => LENT_TRANSPORTS.includes(p.transport))
+        .filter((p) => LENT_TRANSPORTS.includes(p.transport) && !p.op.startsWith('blk-'))
         .map((p) => `${p.transport} ${p.op} ${p.kind} ${p.size}`);
     assert.deepEqual(lent(true), [
       'lent write lat 64',

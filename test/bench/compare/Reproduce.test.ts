@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { REPRO_ROWS } from '../../../bench/compare/Reproduce.js';
+import { REPRO_ROWS, signedUs } from '../../../bench/compare/Reproduce.js';
 
 const PVIO = fileURLToPath(new URL('../../../cli/pvio.js', import.meta.url));
 
@@ -14,15 +14,21 @@ describe('pvio reproduce', () => {
     assert.equal(nanos.a.transport, 'paravirt');
     assert.equal(nanos.b.transport, 'tcp');
     assert.ok(Math.abs(nanos.publishedRatio - 28 / 77) < 1e-12);
-    // The three published Device Lending rows (reference §6): bandwidth runs on a lent NIC; the
-    // NVMe and GPU rows say what they still need instead of printing a number.
+    // The three published Device Lending rows (reference §6): bandwidth runs on a lent NIC, NVMe
+    // read latency on a lent SSD (an added latency: a difference, not a ratio); the GPU row says
+    // what it still needs instead of printing a number.
     const lending = REPRO_ROWS.filter((r) => /Device Lending|lender/.test(r.source + r.metric));
     assert.equal(lending.length, 3);
     const [bw, nvme, gpu] = lending;
     assert.equal(bw.a.transport, 'lent');
     assert.equal(bw.notBuilt, undefined);
-    assert.match(nvme.notBuilt ?? '', /lent NVMe/);
+    assert.equal(nvme.notBuilt, undefined);
+    assert.equal(nvme.shape, 'difference');
+    assert.equal(nvme.publishedDifferenceUs, 0.7);
+    assert.deepEqual([nvme.a.transport, nvme.a.op, nvme.a.kind, nvme.a.size], ['lent', 'blk-randread', 'lat', 4096]);
+    assert.deepEqual([nvme.b.transport, nvme.b.op, nvme.b.kind, nvme.b.size], ['native', 'blk-randread', 'lat', 4096]);
     assert.match(gpu.notBuilt ?? '', /accelerator lending/);
+    assert.deepEqual([signedUs(0.7), signedUs(-0.125)], ['+0.70 µs', '-0.13 µs']);
   });
 
   it('prints each buildable row with both sides measured and each unbuilt row without a number', function () {
@@ -30,7 +36,19 @@ describe('pvio reproduce', () => {
     const r = spawnSync(process.execPath, [PVIO, 'reproduce', '--lat-iters', '100'], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     const measured = r.stdout.match(/^ {2}pvio: {6}.+ → ratio \d+\.\d\d$/gm) ?? [];
-    assert.equal(measured.length, REPRO_ROWS.filter((x) => !x.notBuilt).length, r.stdout);
+    const ratioRows = REPRO_ROWS.filter((x) => !x.notBuilt && x.shape !== 'difference');
+    assert.equal(measured.length, ratioRows.length, r.stdout);
+    // The NVMe row: both medians and their difference beside the published +0.7 µs.
+    assert.match(r.stdout, /^ {2}published: lent local \+ 0\.7 µs vs local \(reference\) → difference \+0\.70 µs$/m);
+    assert.match(
+      r.stdout,
+      /^ {2}pvio: {6}lent \d+\.\d\d µs \(lent\) vs local \d+\.\d\d µs \(native\) → difference [+-]\d+\.\d\d µs$/m,
+      r.stdout,
+    );
+    assert.match(
+      r.stdout,
+      /^ {13}nvme0@A per I\/O: \d+\.\d\d NTB crossings, \d+\.\d\d µs modelled fabric time \(pcie3-x8-ntb\)$/m,
+    );
     const unbuilt = r.stdout.match(/pvio: not built yet — /g) ?? [];
     assert.equal(unbuilt.length, REPRO_ROWS.filter((x) => x.notBuilt).length);
     assert.doesNotMatch(r.stdout, /FAILED/);
