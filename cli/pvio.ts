@@ -16,7 +16,7 @@ const COMMANDS: Record<string, Command> = {
   compare: {
     summary: 'the headline: every transport side by side (perftest-style cells, ratios, CPU, stages, plots, report)',
     usage:
-      'pvio compare [--quick] [--transports native,passthrough,paravirt,paravirt-copy,tcp] [--ops write,read,send,blk-randread,blk-seqread] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report]',
+      'pvio compare [--quick] [--transports native,passthrough,paravirt,paravirt-copy,tcp,lent,lent-passthrough] [--ops write,read,send,blk-randread,blk-seqread] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal|pcie3-x8-ntb] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report]',
     run: async (argv) => (await import('../bench/compare/Compare.js')).compareMain(argv),
   },
   reproduce: {

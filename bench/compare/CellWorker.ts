@@ -87,7 +87,7 @@ async function runCell(task: CellTask): Promise<{ scenario: ScenarioResult; clie
     devices: [{ device: dev(i), transport: plan.transport as Transport }],
   });
   const scenario = await runScenario({
-    host: { deviceEngine: task.deviceEngine, instrumentStages: task.instrument },
+    host: { deviceEngine: task.deviceEngine, instrumentStages: task.instrument, fabric: task.fabric },
     backend: task.spinBudget === undefined ? undefined : { spinBudget: task.spinBudget },
     guests: [guest('server', 0), guest('client', 1)],
   });

@@ -14,6 +14,7 @@
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pvError } from '../../protocol/errors.js';
+import { runAccelPingPong } from '../accel/PingPong.js';
 import { CellRunner } from './CellRunner.js';
 import type { CellPlan } from './Matrix.js';
 import { Progress } from './Progress.js';
@@ -37,6 +38,8 @@ export interface ReproRow {
   readonly b: Side;
   /** How the two figures compare (default 'ratio'). */
   readonly shape?: 'ratio' | 'difference';
+  /** A row measured by its own experiment instead of two compare cells. */
+  readonly custom?: 'accel-pingpong';
   /** The published ratio a / b (NaN for a difference row). */
   readonly publishedRatio: number;
   /** Difference rows: the published a − b, µs. */
@@ -104,8 +107,9 @@ export const REPRO_ROWS: readonly ReproRow[] = [
     a: { label: 'two lenders', published: '+≈ 700 ns', ...lat('native', 'write') },
     b: { label: 'one lender', published: '—', ...lat('native', 'write') },
     publishedRatio: Number.NaN,
-    notBuilt:
-      'needs accelerator lending across NTBs (the accelerator and local P2P exist; NTB routes to a peer BAR are next)',
+    shape: 'difference',
+    publishedDifferenceUs: 0.7,
+    custom: 'accel-pingpong',
   },
 ];
 
@@ -151,6 +155,27 @@ function differenceLines(
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * The GPU ping-pong row (CC'19 §7.2.2): two lent accelerators bounce a counter into each other's
+ * memory by P2P DMA — both in lender A, or one in A and one in C — on the calibrated fabric; the
+ * published shape is the added round-trip time of the two NTB crossings (bench/accel/PingPong.ts).
+ */
+async function pingPongLines(row: ReproRow, iters: number): Promise<string> {
+  const one = await runAccelPingPong({ lenders: 1, profile: 'pcie3-x8-ntb', iters });
+  const two = await runAccelPingPong({ lenders: 2, profile: 'pcie3-x8-ntb', iters });
+  const us = (ns: number) => ns / 1000;
+  const a = us(two.rttNs.summary.median);
+  const b = us(one.rttNs.summary.median);
+  const published = row.publishedDifferenceUs === undefined ? '—' : signedUs(row.publishedDifferenceUs);
+  return [
+    `  published: ${row.a.label} ${row.a.published} vs ${row.b.label} → difference ${published}`,
+    `  pvio:      ${row.a.label} ${a.toFixed(2)} µs vs ${row.b.label} ${b.toFixed(2)} µs (median round trip) → difference ${signedUs(a - b)}`,
+    `             NTB crossings per one-way trip: ${two.ntbCrossingsPerTrip} vs ${one.ntbCrossingsPerTrip}; ` +
+      `modelled one-way trip ${two.modelTripNs.toFixed(0)} vs ${one.modelTripNs.toFixed(0)} ns (pcie3-x8-ntb)`,
+    '',
+  ].join('\n');
+}
+
 /** Runs every buildable row's two sides and prints the comparison. */
 export async function reproduceMain(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { 'lat-iters': { type: 'string' } }, strict: true });
@@ -159,7 +184,7 @@ export async function reproduceMain(argv: string[]): Promise<void> {
   const plans = new Map<string, CellPlan>();
   const key = (s: Side) => `${s.transport}/${s.op}/${s.kind}/${s.size}`;
   for (const row of REPRO_ROWS) {
-    if (row.notBuilt) continue;
+    if (row.notBuilt || row.custom) continue;
     for (const s of [row.a, row.b]) {
       const iters = s.kind === 'lat' ? latIters : 500;
       // A block side reads a 16 MiB SSD, prefilled before timing.
@@ -168,7 +193,7 @@ export async function reproduceMain(argv: string[]): Promise<void> {
     }
   }
   const progress = new Progress(plans.size);
-  // The lent rows run on the calibrated fabric (NTB hop ≈ 360 ns, Gen3 x8); local cells pay none.
+  // Every row runs on the calibrated fabric (NTB hop ≈ 360 ns, Gen3 x8 links, local devices included).
   const runner = new CellRunner(1, 'inline', undefined, progress, 'pcie3-x8-ntb');
   let cells: CellResult[];
   try {
@@ -187,6 +212,10 @@ export async function reproduceMain(argv: string[]): Promise<void> {
     out.write(`\n${row.metric}\n  source: ${row.source}\n`);
     if (row.notBuilt) {
       out.write(`  published: ${row.a.label} ${row.a.published}; pvio: not built yet — ${row.notBuilt}\n`);
+      continue;
+    }
+    if (row.custom === 'accel-pingpong') {
+      out.write(await pingPongLines(row, latIters));
       continue;
     }
     const a = figure(byKey.get(key(row.a)));

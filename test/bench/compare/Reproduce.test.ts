@@ -15,8 +15,8 @@ describe('pvio reproduce', () => {
     assert.equal(nanos.b.transport, 'tcp');
     assert.ok(Math.abs(nanos.publishedRatio - 28 / 77) < 1e-12);
     // The three published Device Lending rows (reference §6): bandwidth runs on a lent NIC, NVMe
-    // read latency on a lent SSD (an added latency: a difference, not a ratio); the GPU row says
-    // what it still needs instead of printing a number.
+    // read latency on a lent SSD and the GPU ping-pong on lent accelerators (added latencies:
+    // differences, not ratios).
     const lending = REPRO_ROWS.filter((r) => /Device Lending|lender/.test(r.source + r.metric));
     assert.equal(lending.length, 3);
     const [bw, nvme, gpu] = lending;
@@ -27,7 +27,9 @@ describe('pvio reproduce', () => {
     assert.equal(nvme.publishedDifferenceUs, 0.7);
     assert.deepEqual([nvme.a.transport, nvme.a.op, nvme.a.kind, nvme.a.size], ['lent', 'blk-randread', 'lat', 4096]);
     assert.deepEqual([nvme.b.transport, nvme.b.op, nvme.b.kind, nvme.b.size], ['native', 'blk-randread', 'lat', 4096]);
-    assert.match(gpu.notBuilt ?? '', /accelerator lending/);
+    assert.equal(gpu.notBuilt, undefined);
+    assert.equal(gpu.custom, 'accel-pingpong');
+    assert.equal(gpu.publishedDifferenceUs, 0.7);
     assert.deepEqual([signedUs(0.7), signedUs(-0.125)], ['+0.70 µs', '-0.13 µs']);
   });
 
@@ -49,6 +51,12 @@ describe('pvio reproduce', () => {
       r.stdout,
       /^ {13}nvme0@A per I\/O: \d+\.\d\d NTB crossings, \d+\.\d\d µs modelled fabric time \(pcie3-x8-ntb\)$/m,
     );
+    // The GPU row: one and two lenders measured, and the NTB crossings that make the difference.
+    assert.match(
+      r.stdout,
+      /^ {2}pvio: {6}two lenders \d+\.\d\d µs vs one lender \d+\.\d\d µs \(median round trip\) → difference [+-]\d+\.\d\d µs$/m,
+    );
+    assert.match(r.stdout, /^ {13}NTB crossings per one-way trip: 1 vs 0; modelled one-way trip \d+ vs \d+ ns/m);
     const unbuilt = r.stdout.match(/pvio: not built yet — /g) ?? [];
     assert.equal(unbuilt.length, REPRO_ROWS.filter((x) => x.notBuilt).length);
     assert.doesNotMatch(r.stdout, /FAILED/);
