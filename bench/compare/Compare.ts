@@ -51,8 +51,8 @@ export interface CompareOptions {
   readonly concurrency: number;
   readonly deviceEngine: 'inline' | 'dedicated';
   /**
-   * PCIe timing: the NTB route of the lent rows (NIC and SSD) and the local rc–sw–device path of
-   * block cells; local RDMA cells pay no fabric cost yet.
+   * PCIe timing of every cell: the NTB route of the lent rows (NIC, SSD) and the local rc–sw–device
+   * path of local devices (hypervisor-sim/pcie/LocalFabric.ts).
    */
   readonly fabric: FabricProfileName;
   readonly spinUs: number;
