@@ -9,6 +9,9 @@ import { ratios } from '../report/Ratios.js';
 import { formatSize } from './Matrix.js';
 import { type CellResult, type CompareResults, isBlockOp, STAGES } from './Results.js';
 
+/** Width of the transport column: the longest name (`lent-passthrough`) plus two spaces. */
+const TRANSPORT_COL = 18;
+
 const OP_NAMES = {
   write: 'RDMA WRITE',
   read: 'RDMA READ',
@@ -44,7 +47,7 @@ function latLine(r: CompareResults, c: CellResult): string {
   const x = ratios(r, c);
   const lat = c.lat;
   return (
-    `  ${c.transport.padEnd(14)}${num(lat?.usec.median, 2, 10)}${num(lat?.usec.p99, 2, 10)}${num(lat?.usec.p999, 2, 10)}` +
+    `  ${c.transport.padEnd(TRANSPORT_COL)}${num(lat?.usec.median, 2, 10)}${num(lat?.usec.p99, 2, 10)}${num(lat?.usec.p999, 2, 10)}` +
     `${num(x.toNative, 2, 9)}${num(x.toPassthrough, 2, 9)}${num(x.toFloor, 1, 9)}` +
     (c.error ? `   ${c.error.code}: ${c.error.message.slice(0, 60)}` : '')
   );
@@ -54,7 +57,7 @@ function bwLine(r: CompareResults, c: CellResult): string {
   const x = ratios(r, c);
   const bw = c.bw;
   return (
-    `  ${c.transport.padEnd(14)}${num(bw?.avgMiBps, 0, 10)}${num(bw?.peakMiBps, 0, 10)}${num(bw?.mpps, 3, 10)}` +
+    `  ${c.transport.padEnd(TRANSPORT_COL)}${num(bw?.avgMiBps, 0, 10)}${num(bw?.peakMiBps, 0, 10)}${num(bw?.mpps, 3, 10)}` +
     `${num(x.toNative, 2, 9)}${num(x.toPassthrough, 2, 9)}${num(x.toFloor, 2, 9)}` +
     (c.error ? `   ${c.error.code}: ${c.error.message.slice(0, 60)}` : '')
   );
@@ -73,13 +76,13 @@ export function formatCells(r: CompareResults): string {
         const half = isBlockOp(c.op) ? 'completion latency' : c.op === 'read' ? 'round trip' : 'half round trip';
         out.push('', `${what} (µs, ${half})`);
         out.push(
-          `  ${'transport'.padEnd(14)}${'median'.padStart(10)}${'p99'.padStart(10)}${'p99.9'.padStart(10)}` +
+          `  ${'transport'.padEnd(TRANSPORT_COL)}${'median'.padStart(10)}${'p99'.padStart(10)}${'p99.9'.padStart(10)}` +
             `${'×native'.padStart(9)}${'×passth'.padStart(9)}${'×floor'.padStart(9)}`,
         );
       } else {
         out.push('', `${what} (MiB/s)`);
         out.push(
-          `  ${'transport'.padEnd(14)}${'average'.padStart(10)}${'peak'.padStart(10)}${'Mpps'.padStart(10)}` +
+          `  ${'transport'.padEnd(TRANSPORT_COL)}${'average'.padStart(10)}${'peak'.padStart(10)}${'Mpps'.padStart(10)}` +
             `${'×native'.padStart(9)}${'×passth'.padStart(9)}${'×memcpy'.padStart(9)}`,
         );
       }
@@ -98,7 +101,7 @@ export function formatCpu(r: CompareResults): string {
     if (!pick) continue;
     out.push(`  ${pick.op} ${pick.kind} ${formatSize(pick.size)}:`);
     out.push(
-      `  ${'transport'.padEnd(14)}${'client'.padStart(10)}${'server'.padStart(10)}${'dom0'.padStart(10)}${'device'.padStart(10)}`,
+      `  ${'transport'.padEnd(TRANSPORT_COL)}${'client'.padStart(10)}${'server'.padStart(10)}${'dom0'.padStart(10)}${'device'.padStart(10)}`,
     );
     for (const c of r.cells) {
       if (c.op !== pick.op || c.kind !== pick.kind || c.size !== pick.size) continue;
@@ -108,7 +111,7 @@ export function formatCpu(r: CompareResults): string {
         if (rows.length === 0) return num(undefined, 2, 10);
         return num(rows.reduce((t, x) => t + x.nsPerMsg, 0) / 1000, 2, 10);
       };
-      out.push(`  ${c.transport.padEnd(14)}${us('client')}${us('server')}${us('dom0')}${us('device')}`);
+      out.push(`  ${c.transport.padEnd(TRANSPORT_COL)}${us('client')}${us('server')}${us('dom0')}${us('device')}`);
     }
   }
   return `${out.join('\n')}\n`;
@@ -127,10 +130,10 @@ export function formatBreakdown(r: CompareResults): string {
     if (key !== group) {
       group = key;
       out.push(`  ${OP_NAMES[b.op]} ${b.kind === 'lat' ? 'latency' : 'bandwidth'} ${formatSize(b.size)}:`);
-      out.push(`  ${'transport'.padEnd(14)}${STAGES.map((s) => s.padStart(15)).join('')}${'total'.padStart(10)}`);
+      out.push(`  ${'transport'.padEnd(TRANSPORT_COL)}${STAGES.map((s) => s.padStart(15)).join('')}${'total'.padStart(10)}`);
     }
     if (b.error) {
-      out.push(`  ${b.transport.padEnd(14)}${b.error.code}: ${b.error.message.slice(0, 80)}`);
+      out.push(`  ${b.transport.padEnd(TRANSPORT_COL)}${b.error.code}: ${b.error.message.slice(0, 80)}`);
       continue;
     }
     let total = 0;
@@ -138,7 +141,7 @@ export function formatBreakdown(r: CompareResults): string {
       total += b.nsPerMsg[s];
       return num(b.nsPerMsg[s] / 1000, 2, 15);
     }).join('');
-    out.push(`  ${b.transport.padEnd(14)}${cols}${num(total / 1000, 2, 10)}`);
+    out.push(`  ${b.transport.padEnd(TRANSPORT_COL)}${cols}${num(total / 1000, 2, 10)}`);
   }
   return `${out.join('\n')}\n`;
 }
