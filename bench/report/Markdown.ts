@@ -3,6 +3,8 @@
  * plots). Pure: a CompareResults in, a string out, so a report can be re-rendered from a results
  * file alone and every table is testable without running a benchmark.
  */
+
+import { ALL_TRANSPORTS } from '../compare/Matrix.js';
 import type {
   CellKey,
   CellResult,
@@ -14,16 +16,8 @@ import type {
 import { findCell, STAGES } from '../compare/Results.js';
 import { floorFor, ratios } from './Ratios.js';
 
-/** Transports in the order tables and plots show them: the reference paths first. */
-export const TRANSPORT_ORDER: readonly CompareTransport[] = [
-  'native',
-  'passthrough',
-  'paravirt',
-  'paravirt-copy',
-  'tcp',
-  'lent',
-  'lent-passthrough',
-];
+/** Transports in the order tables and plots show them: the matrix's order, reference paths first. */
+export const TRANSPORT_ORDER: readonly CompareTransport[] = ALL_TRANSPORTS;
 /** Ops in the order perftest's tools are usually listed. */
 export const OP_ORDER: readonly CompareOp[] = ['write', 'read', 'send', 'blk-randread', 'blk-seqread'];
 /** Domains in the order the CPU table lists them; others follow in order of appearance. */
