@@ -39,6 +39,12 @@
  * the NTB chain between them, P2pWindows.ts) — and returns the address to use; the mapping ends
  * with `unmapP2p` or with either lease.
  *
+ * Shared memory segments (ClusterSegments.ts): `exportSegment` places a segment in the host's
+ * segment pool (the top `segmentBytes` of its bus space, outside what domains and IOMMUs use),
+ * `mapSegment` opens a window onto it on another host, and `mapSegmentForDevice` lets a device
+ * borrowed by that host DMA into it through that window; unexport is refused while mapped unless
+ * forced (SegmentRegistry.ts).
+ *
  * NICs of one borrower share its fabric lock (a WR between a local NIC and a borrowed one runs
  * inline in the doorbell writer's thread), so every host runs inline engines and NIC port ids
  * are unique across the cluster. RDMA peers of a lent NIC are NICs of the borrower (or the lent
@@ -53,10 +59,17 @@ import { Host, type HostOptions } from '../domain/Host.js';
 import type { NicSpec, NvmeSpec } from '../domain/HostDevices.js';
 import { IommuContext } from '../iommu/IommuContext.js';
 import { InMemoryRegistry } from '../lending/InMemoryRegistry.js';
+import { SegmentRegistry } from '../lending/SegmentRegistry.js';
 import type { DeviceRegistry, Lease, LeaseMode, RegistryEvent } from '../lending/Types.js';
 import { MemoryDirectory } from '../memory/MemoryDirectory.js';
 import { PcieCluster } from '../pcie/PcieCluster.js';
 import type { FabricProfileName } from '../pcie/Profiles.js';
+import {
+  ClusterSegments,
+  type DeviceSegmentWindow,
+  type SegmentExport,
+  type SegmentWindow,
+} from './ClusterSegments.js';
 import { ApertureSpace, DEFAULT_RAM_BYTES, ntbNode, nvmeBarBytes, type Placement, planFabric } from './FabricPlan.js';
 import type { LentAccelData } from './LentAccel.js';
 import { LentDevices } from './LentDevices.js';
@@ -65,6 +78,7 @@ import type { LentNvmeData } from './LentNvme.js';
 import { LentStats } from './LentStats.js';
 import { peerKey } from './NtbDmaResolver.js';
 import { mapP2pWindows, type OpenedWindow, type P2pMapping, type P2pRecord, unmapP2pWindows } from './P2pWindows.js';
+import { createSegmentPool, DEFAULT_SEGMENT_BYTES, type SegmentPoolData } from './SegmentPool.js';
 import { SharedNvmeManager } from './SharedNvme.js';
 
 /** One host of the cluster. */
@@ -78,6 +92,11 @@ export interface ClusterHostSpec {
   readonly accels?: readonly AccelSpec[];
   /** Bus-address space of the host in the fabric (default 1 GiB). */
   readonly ramBytes?: number;
+  /**
+   * Top of `ramBytes` reserved for exported segments (a multiple of 64 KiB; 0: none). Default
+   * 16 MiB, or ramBytes / 16 when that is less. Domain memory plus IOMMU window must stay below it.
+   */
+  readonly segmentBytes?: number;
   /** Other host options (the engine is always inline). */
   readonly options?: Omit<HostOptions, 'name' | 'nics' | 'nvmes' | 'accels' | 'deviceEngine'>;
 }
@@ -162,6 +181,11 @@ export class Cluster {
   private readonly _active = new Map<string, Active>();
   private readonly _unwatch: () => void;
   private _bdfs = 0;
+  /** Every host's segment pool (NtbDmaData.segments) and the segment layer. */
+  private readonly _segPools: SegmentPoolData[] = [];
+  private readonly _segs: ClusterSegments;
+  /** Exported segments and their mappings (program-side handles). */
+  readonly segments = new SegmentRegistry();
 
   constructor(opts: ClusterOptions) {
     this.profile = opts.profile ?? 'ideal';
@@ -217,6 +241,17 @@ export class Cluster {
       host.devices.attachLending(lending);
       this._members.set(p.spec.name, { host, lending, ramBytes: p.ramBytes });
     }
+    for (const p of plan) {
+      const bytes =
+        p.spec.segmentBytes ?? Math.min(DEFAULT_SEGMENT_BYTES, Math.floor(p.ramBytes / 16 / 0x1_0000) * 0x1_0000);
+      if (bytes > 0) this._segPools.push(createSegmentPool(p.spec.name, p.ramBytes, bytes));
+    }
+    this._segs = new ClusterSegments({
+      fabric: this.fabric,
+      registry: this.segments,
+      pools: this._segPools,
+      open: (host, peer, size, peerBase, out) => this._openP2p(host, peer, size, peerBase, out),
+    });
     this._unwatch = this.registry.watch((e) => this._onEvent(e));
   }
 
@@ -335,6 +370,7 @@ export class Cluster {
         borrower: byHost,
         iommu: IommuContext.create({ device: id }),
         stats,
+        segments: this._segPools,
       };
       const lender = this._member(offer.host).host.devices;
       if (offer.kind === 'nvme') {
@@ -439,6 +475,39 @@ export class Cluster {
     return false;
   }
 
+  /** Exports `bytes` of `host`'s memory as segment `name` (ClusterSegments.ts); the exporter's view is `local`. */
+  exportSegment(host: string, name: string, bytes: number): SegmentExport {
+    this._member(host);
+    return this._segs.export(host, name, bytes);
+  }
+
+  /** Maps segment `name` on `byHost` through an NTB window onto the exporter's segment address. */
+  mapSegment(name: string, byHost: string): SegmentWindow {
+    this._member(byHost);
+    return this._segs.map(name, byHost);
+  }
+
+  /** Lets the device of `handle` (borrowed by the mapping host) DMA into the segment; returns its address. */
+  mapSegmentForDevice(w: SegmentWindow, handle: LentHandle): DeviceSegmentWindow {
+    const a = this._held(handle);
+    return this._segs.mapForDevice(w, a.name, a.lender, a.device, a.borrower);
+  }
+
+  /** Ends a device path made by `mapSegmentForDevice`; false if already gone. */
+  unmapSegmentForDevice(dw: DeviceSegmentWindow): boolean {
+    return this._segs.unmapForDevice(dw);
+  }
+
+  /** Unmaps a segment mapping (its windows and device paths close); false if already gone. */
+  unmapSegment(w: SegmentWindow): boolean {
+    return this._segs.unmap(w);
+  }
+
+  /** Withdraws a segment: refused while mapped (PV_ERR_LEND_IN_USE) unless forced; returns mappings revoked. */
+  unexportSegment(name: string, host: string, opts: { readonly force?: boolean } = {}): number {
+    return this._segs.unexport(name, host, opts.force === true);
+  }
+
   /** Stops watching the registry and the queue managers, and shuts every host down. */
   async shutdown(): Promise<void> {
     this._unwatch();
@@ -464,6 +533,7 @@ export class Cluster {
       unmapP2pWindows(this.fabric, r);
       this._p2p.delete(r);
     }
+    this._segs.dropLease(a.name);
     // Reset (or, shared, delete the host's queue pair) while the windows are still open.
     borrower.removeBorrowed(a.name);
     this._close(a.slots);

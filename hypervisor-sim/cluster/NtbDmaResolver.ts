@@ -23,6 +23,12 @@
  * table are the "lender-side I/O addresses / IOMMU mappings" of SmartIO's P2P between lenders.
  * It is counted as P2P (LentStats P2P_*) and paid like any other route.
  *
+ * Shared memory segments (ClusterSegments.ts): a route that ends in the segment pool of any host
+ * (`segments`, the top of its RAM — reached through the windows the Cluster opened for a segment
+ * mapping) resolves into the pool's memory when the whole range lies in ONE live segment of its
+ * table, and faults otherwise (never asking the IOMMU about the pool). It is counted and paid as
+ * a DMA (LentStats DMA_*): the device wrote or read host memory, only on another host.
+ *
  * Built in whatever thread runs the NIC engine (the doorbell writer: a domain worker of B) from
  * plain, postable data: the cluster descriptor (window tables are SABs), B's IOMMU descriptor
  * and the lease record.
@@ -42,6 +48,7 @@ import { type ClusterDescriptor, PcieCluster } from '../pcie/PcieCluster.js';
 import { type FabricProfile, type FabricProfileName, fabricProfile } from '../pcie/Profiles.js';
 import type { NodeRef, Route } from '../pcie/Types.js';
 import { LentBig, LentStats, LentWord } from './LentStats.js';
+import { SegmentPool, type SegmentPoolData } from './SegmentPool.js';
 
 /** What a thread needs to build the resolver (structured-cloneable). */
 export interface NtbDmaData {
@@ -62,10 +69,14 @@ export interface NtbDmaData {
   readonly peers?: readonly { readonly key: string; readonly mem: SharedArrayBuffer }[];
   /** P2P permission table: Int32 per entry of `peers`, non-zero = this lease may reach it. */
   readonly peerAllow?: SharedArrayBuffer;
+  /** Every host's segment pool (ClusterSegments.ts). */
+  readonly segments?: readonly SegmentPoolData[];
 }
 
 /** `DmaRef.domid` of a resolution into a peer accelerator's memory (never a domain id). */
 export const FABRIC_PEER_DOMID = -100;
+/** `DmaRef.domid` of a resolution into a host's shared memory segment (never a domain id). */
+export const FABRIC_SEGMENT_DOMID = -101;
 
 /** Key of an endpoint in `NtbDmaData.peers`. */
 export function peerKey(host: string, endpoint: string): string {
@@ -89,6 +100,7 @@ export class NtbDmaResolver implements DmaResolver {
   private readonly _borrower: string;
   private readonly _peers = new Map<string, PeerMem>();
   private readonly _allow: Int32Array;
+  private readonly _pools = new Map<string, SegmentPool>();
 
   /** `directory` is this thread's memories of the borrower's domains. */
   constructor(data: NtbDmaData, directory: MemoryDirectory) {
@@ -103,6 +115,7 @@ export class NtbDmaResolver implements DmaResolver {
       this._peers.set(p.key, { index, bytes: new Uint8Array(p.mem), words: new Int32Array(p.mem) });
     });
     this._allow = new Int32Array(data.peerAllow ?? new SharedArrayBuffer(4 * this._peers.size));
+    for (const p of data.segments ?? []) this._pools.set(p.host, new SegmentPool(p));
   }
 
   resolve(addr: number, len: number, write: boolean, out: DmaRef): boolean {
@@ -116,23 +129,24 @@ export class NtbDmaResolver implements DmaResolver {
     }
     const t = route.target;
     if (t.kind === 'bar') return this._peer(route, t.host, t.endpoint, t.bar, t.offset, len, write, out);
+    const pool = this._pools.get(t.host);
+    if (pool?.covers(t.addr)) return this._segment(route, pool, t.addr, len, write, out);
     if (t.host !== this._borrower) return this._fault();
     if (!this.iommu.resolve(t.addr, len, write, out)) return this._fault();
-    const s = this.stats;
-    s.add(write ? LentWord.DMA_WRITES : LentWord.DMA_READS);
-    s.add(LentWord.DMA_NTB_CROSSINGS, route.ntbCrossings);
-    s.add(LentWord.DMA_LINK_HOPS, route.hops.length - route.ntbCrossings);
-    s.addBig(LentBig.DMA_BYTES, len);
-    s.addBig(LentBig.FABRIC_NS, payRoute(this.profile, route, len, write ? 'write' : 'read'));
+    this._count(route, len, write);
     return true;
   }
 
   generation(): number {
-    // ORDERING: each term is a seq-cst load of a counter that only grows (see the file comment).
+    // ORDERING: each term is a seq-cst load of a counter that only grows (see the file comment);
+    // segment tables too (a queue the device cached inside a segment is re-checked).
+    let segs = 0;
+    for (const p of this._pools.values()) segs += p.generation();
     return (
       this.iommu.generation() +
       this.fabric.generation(this._lender) +
       this.fabric.generation(this._borrower) +
+      segs +
       (this.stats.revoked ? 1 : 0)
     );
   }
@@ -163,6 +177,27 @@ export class NtbDmaResolver implements DmaResolver {
     s.addBig(LentBig.DMA_BYTES, len);
     s.addBig(LentBig.FABRIC_NS, payRoute(this.profile, route, len, write ? 'write' : 'read'));
     return true;
+  }
+
+  /** A route ending in a host's segment pool: only a range inside one live segment resolves. */
+  private _segment(route: Route, pool: SegmentPool, addr: number, len: number, write: boolean, out: DmaRef): boolean {
+    const off = pool.lookup(addr, len);
+    if (off < 0) return this._fault();
+    out.bytes = pool.bytes;
+    out.words = pool.words;
+    out.offset = off;
+    out.domid = FABRIC_SEGMENT_DOMID;
+    this._count(route, len, write);
+    return true;
+  }
+
+  private _count(route: Route, len: number, write: boolean): void {
+    const s = this.stats;
+    s.add(write ? LentWord.DMA_WRITES : LentWord.DMA_READS);
+    s.add(LentWord.DMA_NTB_CROSSINGS, route.ntbCrossings);
+    s.add(LentWord.DMA_LINK_HOPS, route.hops.length - route.ntbCrossings);
+    s.addBig(LentBig.DMA_BYTES, len);
+    s.addBig(LentBig.FABRIC_NS, payRoute(this.profile, route, len, write ? 'write' : 'read'));
   }
 
   private _fault(): false {

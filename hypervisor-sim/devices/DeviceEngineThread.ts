@@ -7,6 +7,7 @@
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { fromWireError } from '../../protocol/errors.js';
 import type { NicData } from '../domain/HostDevices.js';
+import type { FabricProfileName } from '../pcie/Profiles.js';
 import type { DeviceWorkerData } from './DeviceWorker.js';
 import { EngineControl, type EngineToHost, EngineWord, type HostToEngine } from './EngineControl.js';
 import { DevWord } from './rnic/DevLayout.js';
@@ -23,6 +24,8 @@ export interface DeviceEngineOptions {
   readonly fabricLock: SharedArrayBuffer;
   /** Wire model. */
   readonly wire: WireProfile;
+  /** PCIe timing of the NICs' local path (pcie/LocalFabric.ts); default ideal. */
+  readonly fabric?: FabricProfileName;
   /** Polls before the idle engine sleeps. */
   readonly spinBudget: number;
   /** The host's stage window: run the thread's stage ledger (a separate, instrumented run). */

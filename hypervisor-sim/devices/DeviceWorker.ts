@@ -18,6 +18,8 @@ import { threadCpuTime } from '../domain/CpuClock.js';
 import type { NicData } from '../domain/HostDevices.js';
 import { IommuContext } from '../iommu/IommuContext.js';
 import { MemoryDirectory } from '../memory/MemoryDirectory.js';
+import { LocalFabric } from '../pcie/LocalFabric.js';
+import type { FabricProfileName } from '../pcie/Profiles.js';
 import { EngineControl, EngineState, type EngineToHost, EngineWord, type HostToEngine } from './EngineControl.js';
 import { RnicDevice } from './rnic/RnicDevice.js';
 import { runRnicEngine } from './rnic/RnicEngine.js';
@@ -31,6 +33,8 @@ export interface DeviceWorkerData {
   readonly fabricLock: SharedArrayBuffer;
   /** Wire model. */
   readonly wire: WireProfile;
+  /** PCIe timing of the NICs' local path (pcie/LocalFabric.ts); default ideal. */
+  readonly fabric?: FabricProfileName;
   /** Polls before the engine sleeps when idle. */
   readonly spinBudget: number;
   /** The control buffer (EngineControl.ts). */
@@ -79,8 +83,10 @@ function run(): void {
     const directory = new MemoryDirectory();
     for (const p of data.peers) directory.add(domId(p.domid), p.buffer);
     const fabric = new RnicFabric(data.fabricLock, data.wire);
+    const local = new LocalFabric(data.fabric ?? 'ideal');
     const devices = data.nics.map((n) => {
-      const nic = new RnicDevice(n.state, IommuContext.attach(n.iommu, directory), fabric);
+      // The engine thread pays the local PCIe path as inline engines do (DomainDevices.ts).
+      const nic = new RnicDevice(n.state, local.wrapResolver(IommuContext.attach(n.iommu, directory)), fabric);
       fabric.add(nic);
       return nic;
     });

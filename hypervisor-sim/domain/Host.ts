@@ -121,6 +121,7 @@ export class Host {
             nics: this.devices.allNics(),
             fabricLock: this.devices.fabricLock,
             wire: this.devices.wire,
+            fabric: this.devices.fabric,
             spinBudget: opts.engineSpinBudget ?? 1000,
             stageWindow: this.stageWindow,
           })

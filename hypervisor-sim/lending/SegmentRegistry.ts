@@ -4,9 +4,11 @@
  * lent to them) map it and read and write it directly, so a cluster application and a lent
  * device can share one global address space.
  *
- * Today a mapping is the exporter's SharedArrayBuffer itself plus the exporter's identity and
- * the segment's `base` (its address in the exporter's physical address space), which is what the
- * next step needs to set up the NTB window that routes the mapping across the fabric.
+ * A mapping is the program-side view: the exporter's SharedArrayBuffer itself (from
+ * `bufferOffset`) plus the exporter's identity and the segment's `base` (its address in the
+ * exporter's bus address space). The Cluster (cluster/ClusterSegments.ts) places segments in a
+ * host's segment pool and opens the NTB windows through which mapping hosts and their lent
+ * devices reach `base` across the fabric.
  *
  * Rules: names are unique cluster-wide; only the exporter unexports; an unexport is refused
  * while anyone has the segment mapped (PV_ERR_LEND_IN_USE) unless forced, which revokes every
@@ -31,6 +33,8 @@ export interface SegmentSpec {
   readonly base?: number;
   /** Backing memory, at least `size` bytes (the segment is its first `size` bytes); allocated if absent. */
   readonly buffer?: SharedArrayBuffer;
+  /** Where the segment starts in `buffer` (default 0; a host's segment pool holds several). */
+  readonly bufferOffset?: number;
 }
 
 /** A segment as `lookup` and `list` report it. */
@@ -50,6 +54,8 @@ export interface ExportedSegment {
   readonly size: number;
   readonly base: number;
   readonly buffer: SharedArrayBuffer;
+  /** Byte offset of the segment in `buffer`. */
+  readonly offset: number;
   readonly mappings: Set<SegmentMapping>;
 }
 
@@ -65,6 +71,7 @@ export class SegmentMapping {
   /** The mapping host. */
   readonly mapper: HostName;
   private readonly _buffer: SharedArrayBuffer;
+  private readonly _offset: number;
   private readonly _onRevoke: ((err: PvError) => void) | undefined;
   private _ended: PvError | undefined;
   private readonly _release: (m: SegmentMapping) => void;
@@ -84,6 +91,7 @@ export class SegmentMapping {
     this.size = seg.size;
     this.mapper = mapper;
     this._buffer = seg.buffer;
+    this._offset = seg.offset;
     this._release = release;
     this._onRevoke = onRevoke;
   }
@@ -96,7 +104,7 @@ export class SegmentMapping {
   /** A byte view of [offset, offset + length) of the segment. */
   view(offset = 0, length = this.size - offset): Uint8Array {
     this._check(offset, length);
-    return new Uint8Array(this._buffer, offset, length);
+    return new Uint8Array(this._buffer, this._offset + offset, length);
   }
 
   /** Copies `length` bytes at `offset` out of the segment. */
@@ -162,10 +170,14 @@ export class SegmentRegistry {
       throw pvError('PV_ERR_INVALID_ARG', `segment ${spec.name}: base must be a non-negative integer, got ${base}`);
     }
     const buffer = spec.buffer ?? new SharedArrayBuffer(spec.size);
-    if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength < spec.size) {
+    const offset = spec.bufferOffset ?? 0;
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw pvError('PV_ERR_INVALID_ARG', `segment ${spec.name}: bufferOffset must be a non-negative integer`);
+    }
+    if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength < offset + spec.size) {
       throw pvError(
         'PV_ERR_INVALID_ARG',
-        `segment ${spec.name}: buffer must be a SharedArrayBuffer of ≥ ${spec.size} B`,
+        `segment ${spec.name}: buffer must be a SharedArrayBuffer of ≥ ${offset + spec.size} B`,
       );
     }
     const seg = {
@@ -174,6 +186,7 @@ export class SegmentRegistry {
       size: spec.size,
       base,
       buffer,
+      offset,
       mappings: new Set<SegmentMapping>(),
     };
     this._segments.set(spec.name, seg);

@@ -117,11 +117,18 @@ async function revoke(env: DomainEnv, args: Args): Promise<unknown> {
     ibv.postRecv(e.qp, { wrId: 100 + i, sgList: [{ addr: e.buf, length: 64, lkey: e.mr.lkey }] });
   env.log('posted');
   const statuses = take(e.cq, 4, 30_000).map((wc) => `${wc.wrId}:${wcStatusName(wc.status)}`);
+  // The forced return flushes the QPs first (the CQEs need the windows open) and ends the lease
+  // right after, from the host's thread: a doorbell rung in between still reaches the flushed QP.
+  // So ring until the doorbell is refused — within 5 s, never a hang.
   let after = 'no error';
-  try {
-    ibv.postRecv(e.qp, { wrId: 200, sgList: [{ addr: e.buf, length: 64, lkey: e.mr.lkey }] });
-  } catch (err) {
-    after = (err as { code?: string }).code ?? String(err);
+  const until = Date.now() + 5000;
+  for (let wrId = 200; after === 'no error' && Date.now() < until; wrId++) {
+    try {
+      ibv.postRecv(e.qp, { wrId, sgList: [{ addr: e.buf, length: 64, lkey: e.mr.lkey }] });
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    } catch (err) {
+      after = (err as { code?: string }).code ?? String(err);
+    }
   }
   // The device is gone: closing it would only fail the same way.
   return { statuses, after };
