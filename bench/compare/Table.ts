@@ -130,7 +130,9 @@ export function formatBreakdown(r: CompareResults): string {
     if (key !== group) {
       group = key;
       out.push(`  ${OP_NAMES[b.op]} ${b.kind === 'lat' ? 'latency' : 'bandwidth'} ${formatSize(b.size)}:`);
-      out.push(`  ${'transport'.padEnd(TRANSPORT_COL)}${STAGES.map((s) => s.padStart(15)).join('')}${'total'.padStart(10)}`);
+      out.push(
+        `  ${'transport'.padEnd(TRANSPORT_COL)}${STAGES.map((s) => s.padStart(15)).join('')}${'total'.padStart(10)}`,
+      );
     }
     if (b.error) {
       out.push(`  ${b.transport.padEnd(TRANSPORT_COL)}${b.error.code}: ${b.error.message.slice(0, 80)}`);
