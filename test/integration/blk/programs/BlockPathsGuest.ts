@@ -24,6 +24,8 @@ export function pathByte(a: number, seed: number): number {
 
 /** What the program reports. */
 export interface PathsReport {
+  /** The SSD's name as this domain knows it (`nvme0`, or `nvme0@A` when borrowed). */
+  readonly device: string;
   readonly transport: string;
   readonly sectorSize: number;
   readonly sectors: number;
@@ -62,6 +64,7 @@ export default async function main(env: DomainEnv): Promise<PathsReport> {
   await blk.wait(blk.flush());
   const ownMismatches = await mismatches(mine);
   const report = {
+    device: blk.device,
     transport: blk.transport,
     sectorSize: ss,
     sectors: blk.sectors,
