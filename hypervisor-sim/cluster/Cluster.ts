@@ -37,7 +37,8 @@
  * unchanged AccelDriver runs against `accel0@A`. `mapP2p` lets one borrowed accelerator's DMA
  * engine write into another's BAR 1 — both on one lender (through its switch) or on two (through
  * the NTB chain between them, P2pWindows.ts) — and returns the address to use; the mapping ends
- * with `unmapP2p` or with either lease.
+ * with `unmapP2p` or with either lease. A borrowed NVMe SSD may be the initiator too (P2pNvme.ts):
+ * its READs then land straight in the accelerator's memory, never in the borrower's RAM.
  *
  * Shared memory segments (ClusterSegments.ts): `exportSegment` places a segment in the host's
  * segment pool (the top `segmentBytes` of its bus space, outside what domains and IOMMUs use),
@@ -77,6 +78,7 @@ import type { LentNicData } from './LentNic.js';
 import type { LentNvmeData } from './LentNvme.js';
 import { LentStats } from './LentStats.js';
 import { peerKey } from './NtbDmaResolver.js';
+import { p2pInitiatorKind } from './P2pNvme.js';
 import { mapP2pWindows, type OpenedWindow, type P2pMapping, type P2pRecord, unmapP2pWindows } from './P2pWindows.js';
 import { createSegmentPool, DEFAULT_SEGMENT_BYTES, type SegmentPoolData } from './SegmentPool.js';
 import { SharedNvmeManager } from './SharedNvme.js';
@@ -340,7 +342,8 @@ export class Cluster {
       const barWin = barWins[0];
       const dmaWin = this._open(offer.host, port.ntb, ntbNode(byHost), dmaBytes, 0, slots);
       const stats = LentStats.create();
-      const peerAllow = offer.kind === 'accel' ? new SharedArrayBuffer(4 * this._peers.length) : undefined;
+      // P2P initiators (accelerators, NVMe SSDs: P2pNvme.ts) carry a permission table per lease.
+      const peerAllow = p2pInitiatorKind(offer.kind) ? new SharedArrayBuffer(4 * this._peers.length) : undefined;
       const qid = lease.queue === undefined ? undefined : lease.queue + 1;
       const handle: Active = {
         lease,
@@ -375,7 +378,7 @@ export class Cluster {
       const lender = this._member(offer.host).host.devices;
       if (offer.kind === 'nvme') {
         const state = lender.nvmeData(offer.device).state;
-        let data: LentNvmeData = { ...common, kind: 'nvme', state };
+        let data: LentNvmeData = { ...common, kind: 'nvme', state, peers: this._peers, peerAllow };
         let release: (() => void) | undefined;
         if (qid !== undefined) {
           const manager = this._manager(id, offer.host, state);
@@ -428,16 +431,20 @@ export class Cluster {
   }
 
   /**
-   * Lets the DMA engine of borrowed accelerator `initiator` reach BAR 1 (device memory) of
-   * borrowed accelerator `target`, both held by the same borrower (P2pWindows.ts): opens the NTB
-   * windows on the way and allows the pair. Returns the mapping; its `addr` is what the
-   * initiator's driver passes as the host address of a DMA (`AccelDriver.dma`).
+   * Lets the DMA engine of borrowed accelerator (or the controller of borrowed NVMe SSD, P2pNvme.ts)
+   * `initiator` reach BAR 1 (device memory) of borrowed accelerator `target`, both held by the
+   * same borrower (P2pWindows.ts): opens the NTB windows on the way and allows the pair. Returns
+   * the mapping; its `addr` is what the initiator's driver passes as the host address of a DMA
+   * (`AccelDriver.dma`) or as the data address of an NVMe command (`NvmeDriver.submitIo`).
    */
   mapP2p(initiator: LentHandle, target: LentHandle): P2pMapping {
     const a = this._held(initiator);
     const t = this._held(target);
-    if (a.kind !== 'accel' || t.kind !== 'accel' || a.peerAllow === undefined) {
-      throw pvError('PV_ERR_CONFIG', `P2P joins two accelerators, not a ${a.kind} and a ${t.kind}`);
+    if (!p2pInitiatorKind(a.kind) || t.kind !== 'accel' || a.peerAllow === undefined) {
+      throw pvError(
+        'PV_ERR_CONFIG',
+        `P2P joins an accelerator or NVMe SSD to an accelerator, not a ${a.kind} to a ${t.kind}`,
+      );
     }
     if (a === t) throw pvError('PV_ERR_CONFIG', `${a.name}: a device cannot be its own peer`);
     if (a.borrower !== t.borrower) {

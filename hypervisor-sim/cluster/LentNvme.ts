@@ -17,7 +17,9 @@
  * the registers but write only its own two doorbells — CC, AQA/ASQ/ACQ, the admin doorbells and
  * every other host's doorbells are refused with PV_ERR_LEND_NOT_HOLDER before they reach the
  * device. Its DMA can only land in its own host's memory anyway: the resolver refuses any route
- * that does not end in the borrower's RAM.
+ * that does not end in the borrower's RAM — or in BAR 1 of an accelerator the Cluster mapped for
+ * this lease (Cluster.mapP2p with the SSD as initiator, P2pNvme.ts: READs straight into device
+ * memory, the lease's permission table in `peerAllow`).
  */
 
 import { pvError } from '../../protocol/errors.js';
