@@ -15,7 +15,7 @@
  * but B's RAM, an IOMMU miss — returns false, so the NIC completes the work request with an
  * error and keeps serving (DmaResolver contract: never throws).
  *
- * Peer-to-peer (lent accelerators, P2pWindows.ts): a route that ends instead at BAR 1 of an
+ * Peer-to-peer (a lent accelerator or NVMe SSD as initiator, P2pWindows.ts, P2pNvme.ts): a route that ends instead at BAR 1 of an
  * accelerator listed in `peers` — reached through the lender's own switch, or through a P2P
  * window the Cluster opened on an NTB — resolves into that accelerator's device memory, provided
  * the lease's permission table (`peerAllow`, one Int32 per peer, set by the Cluster when it maps
