@@ -37,13 +37,13 @@ const BDF = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i;
 export const MAX_QUEUES = 65535;
 
 /** One lease and what its holder reported. */
-interface Holding {
+export interface Holding {
   readonly lease: Lease;
   outstanding: number;
 }
 
 /** One registered device. INVARIANT: either empty, one exclusive holding, or only shared ones on distinct queues. */
-interface Slot {
+export interface Slot {
   readonly device: DeviceDescriptor;
   holdings: Holding[];
 }
@@ -226,7 +226,7 @@ export class InMemoryRegistry implements DeviceRegistry {
 }
 
 /** Validates and freezes a descriptor (a copy: the caller's object may change later). */
-function checkDescriptor(d: DeviceDescriptor): DeviceDescriptor {
+export function checkDescriptor(d: DeviceDescriptor): DeviceDescriptor {
   if (typeof d !== 'object' || d === null) throw pvError('PV_ERR_INVALID_ARG', 'a device descriptor is required');
   checkName('id', d.id);
   checkName('owner', d.owner);
@@ -243,20 +243,20 @@ function checkDescriptor(d: DeviceDescriptor): DeviceDescriptor {
   return Object.freeze({ id, owner, kind, bdf, shareable, queues });
 }
 
-function checkName(field: string, value: unknown): void {
+export function checkName(field: string, value: unknown): void {
   if (typeof value !== 'string' || value.length === 0) {
     throw pvError('PV_ERR_INVALID_ARG', `${field} must be a non-empty string, got ${String(value)}`);
   }
 }
 
 /** Lowest queue index no shared holding has reserved. */
-function freeQueue(slot: Slot): number | undefined {
+export function freeQueue(slot: Slot): number | undefined {
   const used = new Set(slot.holdings.map((h) => h.lease.queue));
   for (let q = 0; q < slot.device.queues; q++) if (!used.has(q)) return q;
   return undefined;
 }
 
-function stateOf(slot: Slot): DeviceState {
+export function stateOf(slot: Slot): DeviceState {
   const hs = slot.holdings;
   if (hs.length === 0) return { kind: 'available' };
   if (hs[0].lease.mode === 'exclusive') {
@@ -269,7 +269,7 @@ function stateOf(slot: Slot): DeviceState {
 }
 
 /** Who holds a device, for error messages: "held exclusively by B" / "shared by B (queue 0), C (queue 1)". */
-function describe(slot: Slot): string {
+export function describe(slot: Slot): string {
   const s = stateOf(slot);
   if (s.kind === 'available') return 'not held by anyone';
   if (s.kind === 'exclusive') return `held exclusively by ${s.holder}`;
