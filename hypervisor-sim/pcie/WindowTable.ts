@@ -84,6 +84,13 @@ const TWO_32 = 0x1_0000_0000;
 const SPINS = 1000;
 /** 1 ms sleeps allowed before giving up (a thread terminated mid-update). */
 const SLEEPS = 100;
+/**
+ * Wall time a reader keeps retrying before it gives up. A reader retries both while a writer
+ * holds SEQ and when a write completed under it; on 2 busy cores a writer can be descheduled
+ * inside its critical section, and back-to-back remaps can keep invalidating a reader, so the
+ * bound is time (a writer that died mid-update), not a retry count.
+ */
+const READ_TIMEOUT_MS = 2000;
 
 /** One host's window table, attached in one thread. */
 export class WindowTable {
@@ -214,7 +221,13 @@ export class WindowTable {
   /** Runs `body` between two equal even SEQ loads (retrying otherwise). */
   private _read<T>(body: (w: Int32Array) => T): T {
     const w = this._w;
-    for (let attempt = 0; attempt < SPINS + SLEEPS; attempt++) {
+    let deadline = 0;
+    for (let attempt = 0; ; attempt++) {
+      if (attempt >= SPINS) {
+        // Past the spinning phase: from here the reader is bounded by time (READ_TIMEOUT_MS).
+        if (deadline === 0) deadline = performance.now() + READ_TIMEOUT_MS;
+        else if (performance.now() > deadline) break;
+      }
       // ORDERING: first seqlock load; pairs with _unlock's store.
       const seq = Atomics.load(w, WinWord.SEQ);
       if ((seq & 1) !== 0) {
