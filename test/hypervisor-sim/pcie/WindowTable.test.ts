@@ -139,3 +139,17 @@ describe('pcie window table: set, lookup, clear', () => {
     assert.equal(again.lookup(0x1010)?.peerBase, 0x42000, 'two attachments share the slots');
   });
 });
+
+describe('pcie window table: a writer that died inside its critical section', () => {
+  it('a reader gives up with PV_ERR_TIMEOUT instead of spinning forever', function () {
+    this.timeout(10_000);
+    const t = WindowTable.create(4);
+    const w = new Int32Array(t.buffer);
+    // A writer thread terminated between _lock and _unlock leaves SEQ odd.
+    Atomics.store(w, WinWord.SEQ, 1);
+    assert.throws(
+      () => t.lookup(0x1000),
+      (e: unknown) => e instanceof PvError && e.code === 'PV_ERR_TIMEOUT',
+    );
+  });
+});
