@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { Host } from '../../../hypervisor-sim/domain/Host.js';
+import { DomainWord } from '../../../hypervisor-sim/evtchn/EvtchnSpace.js';
 import { NIC_VERSION } from '../../../protocol/rdma/NicRegs.js';
 import type { SeenDevice } from './programs/PciReader.js';
 
@@ -137,6 +138,11 @@ describe('store wake hook: a domain sleeping in Atomics.wait is woken when the s
       const d = host.createDomain({ name: 'sleeper', program: new URL('./programs/WatchSleeper.js', import.meta.url) });
       const dir = `/local/domain/${d.domid}/data`;
       await waitFor(async () => (await host.toolstack.tryRead(`${dir}/ready`)) === '1');
+      // Poke only once the sleeper is registered as a waiter: its wake snapshot is taken by then,
+      // so the poke's kick cannot fold into the snapshot (on a loaded machine it could, and the
+      // sleeper would then sleep its whole 20 s bound).
+      const waiters = host.evtchn.domainIndex(d.domid) + DomainWord.WAITERS;
+      await waitFor(async () => Atomics.load(host.evtchn.words, waiters) > 0);
       await host.toolstack.write(`${dir}/poke`, 'x');
       const r = (await d.result).value as { woken: boolean; fired: string[] };
       assert.equal(r.woken, true, 'woken by the kick, not by its 20 s timeout');
