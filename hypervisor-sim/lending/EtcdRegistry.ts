@@ -28,13 +28,14 @@ import { pvError } from '../../protocol/errors.js';
 import { EtcdKeys, type HolderValue, leaseOf } from './EtcdKeys.js';
 import { EtcdRegistryCore } from './EtcdRegistryCore.js';
 import {
+  borrowMode,
+  borrowQueue,
   checkDescriptor,
   checkName,
   describe,
-  freeQueue,
   type Holding,
+  listEntry,
   type Slot,
-  stateOf,
 } from './InMemoryRegistry.js';
 import type {
   BorrowOptions,
@@ -165,15 +166,8 @@ export class EtcdRegistry extends EtcdRegistryCore implements DeviceRegistry {
       const out: DeviceEntry[] = [];
       const rows = [...devices.values()].sort((a, b) => Number(a.kv.create_revision) - Number(b.kv.create_revision));
       for (const row of rows) {
-        const { slot } = slotOf(this.keys, row.kv, row.holders);
-        const d = slot.device;
-        if (filter.owner !== undefined && d.owner !== filter.owner) continue;
-        if (filter.kind !== undefined && d.kind !== filter.kind) continue;
-        if (filter.available !== undefined && (slot.holdings.length === 0) !== filter.available) continue;
-        if (filter.holder !== undefined && !slot.holdings.some((h) => h.lease.holder === filter.holder)) continue;
-        const outstanding: Record<number, number> = {};
-        for (const h of slot.holdings) outstanding[h.lease.generation] = h.outstanding;
-        out.push({ device: d, state: stateOf(slot), outstanding });
+        const e = listEntry(slotOf(this.keys, row.kv, row.holders).slot, filter);
+        if (e !== undefined) out.push(e);
       }
       return out;
     });
@@ -181,32 +175,11 @@ export class EtcdRegistry extends EtcdRegistryCore implements DeviceRegistry {
 
   borrow(id: string, host: HostName, opts: BorrowOptions): Promise<Lease> {
     return this.serial(async () => {
-      checkName('host', host);
-      const mode = opts?.mode;
-      if (mode !== 'exclusive' && mode !== 'shared') {
-        throw pvError('PV_ERR_INVALID_ARG', `borrow mode must be 'exclusive' or 'shared', got ${String(mode)}`);
-      }
+      const mode = borrowMode(host, opts);
       for (let i = 0; i < MAX_TRIES; i++) {
         const snap = await this._snapshot(id);
         const slot = snap.slot;
-        let queue: number | undefined;
-        if (mode === 'exclusive') {
-          if (slot.holdings.length > 0) throw pvError('PV_ERR_LEND_BUSY', `device ${id}: ${describe(slot)}`);
-        } else {
-          if (!slot.device.shareable) {
-            throw pvError('PV_ERR_INVALID_ARG', `device ${id} is not shareable: borrow it exclusively`);
-          }
-          if (slot.holdings.some((h) => h.lease.mode === 'exclusive')) {
-            throw pvError('PV_ERR_LEND_BUSY', `device ${id}: ${describe(slot)}`);
-          }
-          queue = freeQueue(slot);
-          if (queue === undefined) {
-            throw pvError(
-              'PV_ERR_LEND_BUSY',
-              `device ${id}: all ${slot.device.queues} queues taken, ${describe(slot)}`,
-            );
-          }
-        }
+        const queue = borrowQueue(id, slot, mode);
         const holderKey = `${this.keys.holders(id)}${encodeURIComponent(host)}.${randomBytes(6).toString('hex')}`;
         const value: HolderValue = { holder: host, mode, queue: queue ?? null, outstanding: 0 };
         const res = await this.client

@@ -106,14 +106,8 @@ export class InMemoryRegistry implements DeviceRegistry {
     return this._serial(() => {
       const out: DeviceEntry[] = [];
       for (const slot of this._slots.values()) {
-        const d = slot.device;
-        if (filter.owner !== undefined && d.owner !== filter.owner) continue;
-        if (filter.kind !== undefined && d.kind !== filter.kind) continue;
-        if (filter.available !== undefined && (slot.holdings.length === 0) !== filter.available) continue;
-        if (filter.holder !== undefined && !slot.holdings.some((h) => h.lease.holder === filter.holder)) continue;
-        const outstanding: Record<number, number> = {};
-        for (const h of slot.holdings) outstanding[h.lease.generation] = h.outstanding;
-        out.push({ device: d, state: stateOf(slot), outstanding });
+        const e = listEntry(slot, filter);
+        if (e !== undefined) out.push(e);
       }
       return out;
     });
@@ -121,27 +115,9 @@ export class InMemoryRegistry implements DeviceRegistry {
 
   borrow(id: string, host: HostName, opts: BorrowOptions): Promise<Lease> {
     return this._serial(() => {
-      checkName('host', host);
-      const mode = opts?.mode;
-      if (mode !== 'exclusive' && mode !== 'shared') {
-        throw pvError('PV_ERR_INVALID_ARG', `borrow mode must be 'exclusive' or 'shared', got ${String(mode)}`);
-      }
+      const mode = borrowMode(host, opts);
       const slot = this._slot(id);
-      let queue: number | undefined;
-      if (mode === 'exclusive') {
-        if (slot.holdings.length > 0) throw pvError('PV_ERR_LEND_BUSY', `device ${id}: ${describe(slot)}`);
-      } else {
-        if (!slot.device.shareable) {
-          throw pvError('PV_ERR_INVALID_ARG', `device ${id} is not shareable: borrow it exclusively`);
-        }
-        if (slot.holdings.some((h) => h.lease.mode === 'exclusive')) {
-          throw pvError('PV_ERR_LEND_BUSY', `device ${id}: ${describe(slot)}`);
-        }
-        queue = freeQueue(slot);
-        if (queue === undefined) {
-          throw pvError('PV_ERR_LEND_BUSY', `device ${id}: all ${slot.device.queues} queues taken, ${describe(slot)}`);
-        }
-      }
+      const queue = borrowQueue(id, slot, mode);
       const revision = ++this._revision;
       const lease: Lease = Object.freeze({ id, holder: host, mode, queue, generation: revision });
       slot.holdings.push({ lease, outstanding: 0 });
@@ -250,6 +226,50 @@ export function checkName(field: string, value: unknown): void {
 }
 
 /** Lowest queue index no shared holding has reserved. */
+/** The borrow mode of `opts`, checked (one rule for every registry). */
+export function borrowMode(host: HostName, opts: BorrowOptions): 'exclusive' | 'shared' {
+  checkName('host', host);
+  const mode = opts?.mode;
+  if (mode !== 'exclusive' && mode !== 'shared') {
+    throw pvError('PV_ERR_INVALID_ARG', `borrow mode must be 'exclusive' or 'shared', got ${String(mode)}`);
+  }
+  return mode;
+}
+
+/**
+ * Whether `slot` can be borrowed in `mode` now: the queue a shared borrow gets (undefined for an
+ * exclusive one), or PV_ERR_LEND_BUSY / PV_ERR_INVALID_ARG naming who holds it.
+ */
+export function borrowQueue(id: string, slot: Slot, mode: 'exclusive' | 'shared'): number | undefined {
+  if (mode === 'exclusive') {
+    if (slot.holdings.length > 0) throw pvError('PV_ERR_LEND_BUSY', `device ${id}: ${describe(slot)}`);
+    return undefined;
+  }
+  if (!slot.device.shareable) {
+    throw pvError('PV_ERR_INVALID_ARG', `device ${id} is not shareable: borrow it exclusively`);
+  }
+  if (slot.holdings.some((h) => h.lease.mode === 'exclusive')) {
+    throw pvError('PV_ERR_LEND_BUSY', `device ${id}: ${describe(slot)}`);
+  }
+  const queue = freeQueue(slot);
+  if (queue === undefined) {
+    throw pvError('PV_ERR_LEND_BUSY', `device ${id}: all ${slot.device.queues} queues taken, ${describe(slot)}`);
+  }
+  return queue;
+}
+
+/** `slot` as list() reports it, or undefined when `filter` leaves it out. */
+export function listEntry(slot: Slot, filter: DeviceFilter): DeviceEntry | undefined {
+  const d = slot.device;
+  if (filter.owner !== undefined && d.owner !== filter.owner) return undefined;
+  if (filter.kind !== undefined && d.kind !== filter.kind) return undefined;
+  if (filter.available !== undefined && (slot.holdings.length === 0) !== filter.available) return undefined;
+  if (filter.holder !== undefined && !slot.holdings.some((h) => h.lease.holder === filter.holder)) return undefined;
+  const outstanding: Record<number, number> = {};
+  for (const h of slot.holdings) outstanding[h.lease.generation] = h.outstanding;
+  return { device: d, state: stateOf(slot), outstanding };
+}
+
 export function freeQueue(slot: Slot): number | undefined {
   const used = new Set(slot.holdings.map((h) => h.lease.queue));
   for (let q = 0; q < slot.device.queues; q++) if (!used.has(q)) return q;
