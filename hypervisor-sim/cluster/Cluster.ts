@@ -15,63 +15,48 @@
  * record for the lease, and makes `nic0@A` assignable on the borrower (LentDevices). Domains
  * created AFTER the borrow attach it (so create them after borrowing).
  *
- * Returning: `giveBack` reports what is in use — the WRs queued on the NIC, plus one while a
- * domain of the borrower has it attached — and the registry refuses a plain return of a busy
- * lease (PV_ERR_LEND_IN_USE). A forced return (or the registry revoking the lease) first moves
- * every QP to ERR, so each outstanding WR completes with WR_FLUSH_ERR in the borrower's CQs while
- * the windows are still open, then ends the lease record (every later MMIO of the borrower throws
- * PV_ERR_LEND_REVOKED, every DMA faults), closes the windows and resets the function. The lender
- * may then lend it to another host.
+ * Returning: the registry refuses a plain return while `inUse` (queued WRs, an attached domain).
+ * A forced return (or a revocation) first flushes every QP — outstanding WRs complete with
+ * WR_FLUSH_ERR while the windows are open — then ends the lease record (later MMIO throws
+ * PV_ERR_LEND_REVOKED, DMA faults), closes the windows and resets the function.
  *
- * NVMe SSDs are lent the same way (`nvmes` of a host; LentNvme.ts): exclusively, the borrower's
- * domain runs the unchanged NvmeDriver against `nvme0@A` (BAR through the BAR window, DMA through
- * the DMA window into B, media writes into A's backing file); its in-use count is the owner plus
- * the commands the controller holds on its I/O queues; a forced return ends the lease (every
- * later doorbell throws PV_ERR_LEND_REVOKED, every DMA faults) and resets the controller, so the
- * driver's next ring or reap fails at once instead of waiting. An SSD lent `shareable` is borrowed
- * with `mode: 'shared'` by several hosts at once, each holding one I/O queue pair (registry queue k
- * → qid k + 1) that the lender's queue manager creates for it (SharedNvme.ts).
+ * NVMe SSDs (LentNvme.ts; shared use, one I/O queue pair per host: SharedNvme.ts) and
+ * accelerators (LentAccel.ts) are lent the same way; P2P between borrowed devices is ClusterP2p.ts,
+ * shared memory segments ClusterSegments.ts — each file describes its part.
  *
- * Accelerators (`accels` of a host; LentAccel.ts) are lent exclusively too: the borrower opens
- * one window onto each BAR (registers, device memory) and the lender a DMA window, and the
- * unchanged AccelDriver runs against `accel0@A`. `mapP2p` lets one borrowed accelerator's DMA
- * engine write into another's BAR 1 — both on one lender (through its switch) or on two (through
- * the NTB chain between them, P2pWindows.ts) — and returns the address to use; the mapping ends
- * with `unmapP2p` or with either lease. A borrowed NVMe SSD may be the initiator too (P2pNvme.ts):
- * its READs then land straight in the accelerator's memory, never in the borrower's RAM.
- *
- * Shared memory segments (ClusterSegments.ts): `exportSegment` places a segment in the host's
- * segment pool (the top `segmentBytes` of its bus space, outside what domains and IOMMUs use),
- * `mapSegment` opens a window onto it on another host, and `mapSegmentForDevice` lets a device
- * borrowed by that host DMA into it through that window; unexport is refused while mapped unless
- * forced (SegmentRegistry.ts).
- *
- * NICs of one borrower share its fabric lock (a WR between a local NIC and a borrowed one runs
- * inline in the doorbell writer's thread), so every host runs inline engines and NIC port ids
- * are unique across the cluster. RDMA peers of a lent NIC are NICs of the borrower (or the lent
- * NIC itself): see the report for what cross-host RDMA would need.
+ * NICs of one borrower share its fabric lock (WRs run inline in the doorbell writer's thread),
+ * so hosts run inline engines, NIC port ids are cluster-unique, and a lent NIC's RDMA peers are
+ * NICs of the borrower.
  */
 
 import { pvError } from '../../protocol/errors.js';
-import { ACCEL_DEFAULT_MEM_BYTES } from '../devices/accel/AccelDevice.js';
-import type { AccelSpec } from '../devices/accel/HostAccels.js';
 import type { NvmeState } from '../devices/nvme/NvmeDevice.js';
-import { Host, type HostOptions } from '../domain/Host.js';
-import type { NicSpec, NvmeSpec } from '../domain/HostDevices.js';
+import { Host } from '../domain/Host.js';
 import { IommuContext } from '../iommu/IommuContext.js';
 import { InMemoryRegistry } from '../lending/InMemoryRegistry.js';
 import { SegmentRegistry } from '../lending/SegmentRegistry.js';
-import type { DeviceRegistry, Lease, LeaseMode, RegistryEvent } from '../lending/Types.js';
+import type { DeviceRegistry, RegistryEvent } from '../lending/Types.js';
 import { MemoryDirectory } from '../memory/MemoryDirectory.js';
 import { PcieCluster } from '../pcie/PcieCluster.js';
 import type { FabricProfileName } from '../pcie/Profiles.js';
+import { ClusterP2p } from './ClusterP2p.js';
 import {
   ClusterSegments,
   type DeviceSegmentWindow,
   type SegmentExport,
   type SegmentWindow,
 } from './ClusterSegments.js';
-import { ApertureSpace, DEFAULT_RAM_BYTES, ntbNode, nvmeBarBytes, type Placement, planFabric } from './FabricPlan.js';
+import {
+  type Active,
+  activeKey,
+  type ClusterBorrowOptions,
+  type ClusterLendOptions,
+  type ClusterOptions,
+  type LentHandle,
+  type LentKind,
+  type Member,
+} from './ClusterTypes.js';
+import { type ApertureSpace, apertureSpaces, ntbNode, planFabric, planHostOf, planHosts } from './FabricPlan.js';
 import type { LentAccelData } from './LentAccel.js';
 import { LentDevices } from './LentDevices.js';
 import type { LentNicData } from './LentNic.js';
@@ -79,92 +64,18 @@ import type { LentNvmeData } from './LentNvme.js';
 import { LentStats } from './LentStats.js';
 import { peerKey } from './NtbDmaResolver.js';
 import { p2pInitiatorKind } from './P2pNvme.js';
-import { mapP2pWindows, type OpenedWindow, type P2pMapping, type P2pRecord, unmapP2pWindows } from './P2pWindows.js';
-import { createSegmentPool, DEFAULT_SEGMENT_BYTES, type SegmentPoolData } from './SegmentPool.js';
+import type { P2pMapping } from './P2pWindows.js';
+import { createSegmentPool, defaultSegmentBytes, type SegmentPoolData } from './SegmentPool.js';
 import { SharedNvmeManager } from './SharedNvme.js';
 
-/** One host of the cluster. */
-export interface ClusterHostSpec {
-  readonly name: string;
-  /** NICs (`portId` defaults to a cluster-unique one). */
-  readonly nics?: readonly NicSpec[];
-  /** NVMe SSDs (file-backed; lendable with kind 'nvme'). */
-  readonly nvmes?: readonly NvmeSpec[];
-  /** Accelerators (lendable with kind 'accel'; default device memory 64 MiB). */
-  readonly accels?: readonly AccelSpec[];
-  /** Bus-address space of the host in the fabric (default 1 GiB). */
-  readonly ramBytes?: number;
-  /**
-   * Top of `ramBytes` reserved for exported segments (a multiple of 64 KiB; 0: none). Default
-   * 16 MiB, or ramBytes / 16 when that is less. Domain memory plus IOMMU window must stay below it.
-   */
-  readonly segmentBytes?: number;
-  /** Other host options (the engine is always inline). */
-  readonly options?: Omit<HostOptions, 'name' | 'nics' | 'nvmes' | 'accels' | 'deviceEngine'>;
-}
-
-/** What a cluster is built from. */
-export interface ClusterOptions {
-  readonly hosts: readonly ClusterHostSpec[];
-  /** NTB links; default: every pair of hosts. */
-  readonly links?: readonly (readonly [string, string])[];
-  /** Fabric timing profile (default `ideal`). */
-  readonly profile?: FabricProfileName;
-  /** Default: a new InMemoryRegistry. */
-  readonly registry?: DeviceRegistry;
-}
-
-/** Options of `borrow`. */
-export interface ClusterBorrowOptions {
-  /** Bytes of the borrower's bus space the lender's DMA window covers (default: all of it). */
-  readonly dmaWindowBytes?: number;
-  /** 'exclusive' (default) or 'shared' (an NVMe lent shareable: one I/O queue pair, SharedNvme.ts). */
-  readonly mode?: LeaseMode;
-}
-
-/** Options of `lend`. */
-export interface ClusterLendOptions {
-  /** NVMe only: several hosts may borrow it at once, each one I/O queue pair (SmartIO). */
-  readonly shareable?: boolean;
-}
-
-/** A live borrow, as `borrow` returns it. */
-export interface LentHandle {
-  readonly lease: Lease;
-  /** Name on the borrower (= registry id), e.g. `nic0@A`. */
-  readonly name: string;
-  readonly kind: LentKind;
-  /** Shared NVMe lease: the I/O queue id the borrower uses (lease.queue + 1). */
-  readonly qid?: number;
-  readonly lender: string;
-  readonly device: string;
-  readonly borrower: string;
-  /** The lease record (revocation and fabric counts). */
-  readonly stats: LentStats;
-  readonly barWindowBase: number;
-  readonly dmaWindowBase: number;
-  readonly dmaWindowBytes: number;
-}
-
-/** What can be lent. */
-export type LentKind = 'rdma-nic' | 'nvme' | 'accel';
-
-interface Active extends LentHandle {
-  /** Accelerator leases: the P2P permission table of the lease (NtbDmaResolver `peerAllow`). */
-  readonly peerAllow?: SharedArrayBuffer;
-  readonly slots: {
-    readonly host: string;
-    readonly slot: number;
-    readonly space: ApertureSpace;
-    readonly p: Placement;
-  }[];
-}
-
-interface Member {
-  readonly host: Host;
-  readonly lending: LentDevices;
-  readonly ramBytes: number;
-}
+export type {
+  ClusterBorrowOptions,
+  ClusterHostSpec,
+  ClusterLendOptions,
+  ClusterOptions,
+  LentHandle,
+  LentKind,
+} from './ClusterTypes.js';
 
 /** A cluster of hosts with Device Lending (see the file comment). */
 export class Cluster {
@@ -172,12 +83,12 @@ export class Cluster {
   readonly fabric: PcieCluster;
   readonly profile: FabricProfileName;
   private readonly _members = new Map<string, Member>();
-  private readonly _apertures = new Map<string, ApertureSpace>();
+  private readonly _apertures: Map<string, ApertureSpace>;
   private readonly _offers = new Map<string, { host: string; device: string; kind: LentKind }>();
   /** Every accelerator's device memory, by `host/endpoint` (P2P targets; NtbDmaData.peers). */
   private readonly _peers: { key: string; mem: SharedArrayBuffer }[] = [];
-  /** Live P2P mappings (P2pWindows.ts). */
-  private readonly _p2p = new Set<P2pRecord>();
+  /** P2P mappings between borrowed devices (ClusterP2p.ts). */
+  private readonly _p2pLayer: ClusterP2p;
   /** Lender-side queue managers of shareable NVMe SSDs, by registry id. */
   private readonly _managers = new Map<string, SharedNvmeManager>();
   private readonly _active = new Map<string, Active>();
@@ -194,34 +105,9 @@ export class Cluster {
     this.registry = opts.registry ?? new InMemoryRegistry();
     const names = opts.hosts.map((h) => h.name);
     const links = opts.links ?? names.flatMap((a, i) => names.slice(i + 1).map((b) => [a, b] as const));
-    const plan = opts.hosts.map((h, hi) => ({
-      spec: h,
-      ramBytes: h.ramBytes ?? DEFAULT_RAM_BYTES,
-      nics: (h.nics ?? []).map((n, i) => ({ ...n, portId: n.portId ?? hi * 64 + i + 1 })),
-    }));
-    this.fabric = PcieCluster.create(
-      planFabric(
-        plan.map((p) => ({
-          name: p.spec.name,
-          ramBytes: p.ramBytes,
-          nics: p.nics.map((n) => ({ name: n.name, maxQp: n.maxQp ?? 256 })),
-          nvmes: (p.spec.nvmes ?? []).map((n) => ({
-            name: n.name,
-            barBytes: nvmeBarBytes(n.maxIoQueues ?? 16, n.dstrd ?? 0),
-          })),
-          accels: (p.spec.accels ?? []).map((a) => ({ name: a.name, memBytes: a.memBytes ?? ACCEL_DEFAULT_MEM_BYTES })),
-        })),
-        links,
-      ),
-    );
-    for (const name of names) {
-      for (const port of this.fabric.ports(name)) {
-        const node = this.fabric.host(name).node(port.node);
-        // INVARIANT: validateCluster assigned every aperture a base.
-        if (node?.kind === 'ntb')
-          this._apertures.set(`${name}/${port.node}`, new ApertureSpace(node.aperture.base!, node.aperture.size));
-      }
-    }
+    const plan = planHosts(opts.hosts);
+    this.fabric = PcieCluster.create(planFabric(plan.map(planHostOf), links));
+    this._apertures = apertureSpaces(this.fabric, names);
     for (const p of plan) {
       const host = new Host({
         ...p.spec.options,
@@ -234,25 +120,22 @@ export class Cluster {
       for (const a of host.devices.accelNames()) {
         this._peers.push({ key: peerKey(p.spec.name, a), mem: host.devices.accelData(a).state.mem });
       }
-      const memories = (): MemoryDirectory => {
-        const dir = new MemoryDirectory();
-        for (const d of host.domains()) dir.addMemory(d.memory);
-        return dir;
-      };
-      const lending = new LentDevices(host.devices.fabricLock, host.devices.wire, memories);
+      const lending = new LentDevices(host.devices.fabricLock, host.devices.wire, () => this._memories(p.spec.name));
       host.devices.attachLending(lending);
       this._members.set(p.spec.name, { host, lending, ramBytes: p.ramBytes });
     }
     for (const p of plan) {
-      const bytes =
-        p.spec.segmentBytes ?? Math.min(DEFAULT_SEGMENT_BYTES, Math.floor(p.ramBytes / 16 / 0x1_0000) * 0x1_0000);
+      const bytes = p.spec.segmentBytes ?? defaultSegmentBytes(p.ramBytes);
       if (bytes > 0) this._segPools.push(createSegmentPool(p.spec.name, p.ramBytes, bytes));
     }
+    this._p2pLayer = new ClusterP2p(this.fabric, this._peers, (host, ntb, node, size, peerBase, slots) =>
+      this._open(host, ntb, node, size, peerBase, slots),
+    );
     this._segs = new ClusterSegments({
       fabric: this.fabric,
       registry: this.segments,
       pools: this._segPools,
-      open: (host, peer, size, peerBase, out) => this._openP2p(host, peer, size, peerBase, out),
+      open: (host, peer, size, peerBase, out) => this._p2pLayer.openWindow(host, peer, size, peerBase, out),
     });
     this._unwatch = this.registry.watch((e) => this._onEvent(e));
   }
@@ -430,56 +313,14 @@ export class Cluster {
     await this.registry.return(handle.lease, { force: opts.force === true });
   }
 
-  /**
-   * Lets the DMA engine of borrowed accelerator (or the controller of borrowed NVMe SSD, P2pNvme.ts)
-   * `initiator` reach BAR 1 (device memory) of borrowed accelerator `target`, both held by the
-   * same borrower (P2pWindows.ts): opens the NTB windows on the way and allows the pair. Returns
-   * the mapping; its `addr` is what the initiator's driver passes as the host address of a DMA
-   * (`AccelDriver.dma`) or as the data address of an NVMe command (`NvmeDriver.submitIo`).
-   */
+  /** Lets borrowed `initiator` (accelerator, NVMe SSD) DMA into BAR 1 of borrowed accelerator `target`. */
   mapP2p(initiator: LentHandle, target: LentHandle): P2pMapping {
-    const a = this._held(initiator);
-    const t = this._held(target);
-    if (!p2pInitiatorKind(a.kind) || t.kind !== 'accel' || a.peerAllow === undefined) {
-      throw pvError(
-        'PV_ERR_CONFIG',
-        `P2P joins an accelerator or NVMe SSD to an accelerator, not a ${a.kind} to a ${t.kind}`,
-      );
-    }
-    if (a === t) throw pvError('PV_ERR_CONFIG', `${a.name}: a device cannot be its own peer`);
-    if (a.borrower !== t.borrower) {
-      throw pvError('PV_ERR_LEND_NOT_HOLDER', `${a.borrower} holds ${a.name} but not ${t.name} (${t.borrower} does)`);
-    }
-    const ep = this.fabric.host(t.lender).node(t.device);
-    // INVARIANT: planFabric gave every accelerator endpoint BAR 0 and BAR 1, enumerated.
-    const bar1 = ep?.kind === 'endpoint' ? ep.bars[1] : { base: 0, size: 0 };
-    const rec = mapP2pWindows(
-      this.fabric,
-      {
-        initiator: { host: a.lender, node: a.device },
-        target: { host: t.lender, node: t.device },
-        initiatorId: a.name,
-        targetId: t.name,
-        barBase: bar1.base!,
-        barBytes: bar1.size,
-        allow: a.peerAllow,
-        peerKeys: this._peers.map((p) => p.key),
-      },
-      (host, peer, size, peerBase, out) => this._openP2p(host, peer, size, peerBase, out),
-    );
-    this._p2p.add(rec);
-    return rec.mapping;
+    return this._p2pLayer.map(this._held(initiator), this._held(target));
   }
 
   /** Ends a mapping made by `mapP2p` (the initiator's next DMA there faults); false if already gone. */
   unmapP2p(mapping: P2pMapping): boolean {
-    for (const r of this._p2p) {
-      if (r.mapping !== mapping) continue;
-      unmapP2pWindows(this.fabric, r);
-      this._p2p.delete(r);
-      return true;
-    }
-    return false;
+    return this._p2pLayer.unmap(mapping);
   }
 
   /** Exports `bytes` of `host`'s memory as segment `name` (ClusterSegments.ts); the exporter's view is `local`. */
@@ -535,11 +376,7 @@ export class Cluster {
     if (e.type === 'revoked' && a.kind === 'rdma-nic') borrower.flushAll(a.name);
     a.stats.revoke();
     // P2P mappings from or into the device: disallowed and their windows closed before the reset.
-    for (const r of this._p2p) {
-      if (r.initiatorId !== a.name && r.targetId !== a.name) continue;
-      unmapP2pWindows(this.fabric, r);
-      this._p2p.delete(r);
-    }
+    this._p2pLayer.dropLease(a.name);
     this._segs.dropLease(a.name);
     // Reset (or, shared, delete the host's queue pair) while the windows are still open.
     borrower.removeBorrowed(a.name);
@@ -588,17 +425,6 @@ export class Cluster {
     return p.base;
   }
 
-  /** Opens a P2P window on `host`'s NTB side towards `peer` (P2pWindows.OpenWindow). */
-  private _openP2p(host: string, peer: string, size: number, peerBase: number, out: OpenedWindow[]): number {
-    const port = this.fabric.ports(host).find((p) => p.peerHost === peer);
-    if (port === undefined) throw pvError('PV_ERR_PCIE_UNROUTABLE', `no NTB links ${host} and ${peer}`);
-    const slots: Active['slots'] = [];
-    const base = this._open(host, port.ntb, ntbNode(peer), size, peerBase, slots);
-    const s = slots[0];
-    out.push({ host, slot: s.slot, free: () => s.space.free(s.p) });
-    return base;
-  }
-
   /** The live borrow `handle` stands for (PV_ERR_LEND_NOT_HOLDER once it ended). */
   private _held(handle: LentHandle): Active {
     const a = this._active.get(activeKey(handle.name, handle.borrower));
@@ -621,9 +447,4 @@ export class Cluster {
     if (m === undefined) throw pvError('PV_ERR_CONFIG', `no host ${String(name)} in the cluster`);
     return m;
   }
-}
-
-/** Key of a live borrow: one per (device, borrower) — a host holds at most one lease on a device. */
-function activeKey(id: string, holder: string): string {
-  return `${id}|${holder}`;
 }

@@ -26,7 +26,11 @@ import { ACCEL_BAR0_BYTES } from '../../protocol/accel/AccelRegs.js';
 import { pvError } from '../../protocol/errors.js';
 import { nvmeBarSize } from '../../protocol/nvme/NvmeRegs.js';
 import { nicBarSize } from '../../protocol/rdma/NicRegs.js';
+import { ACCEL_DEFAULT_MEM_BYTES } from '../devices/accel/AccelDevice.js';
+import type { NicSpec } from '../domain/HostDevices.js';
+import type { PcieCluster } from '../pcie/PcieCluster.js';
 import type { ClusterSpec, HostSpec, LinkSpec, NodeSpec, NtbSpec } from '../pcie/Types.js';
+import type { ClusterHostSpec } from './ClusterTypes.js';
 
 /** Default bus-address space ("RAM") of a host: 1 GiB. */
 export const DEFAULT_RAM_BYTES = 1 << 30;
@@ -162,4 +166,48 @@ export class ApertureSpace {
     const i = this._used.findIndex((u) => u.base === p.base && u.size === p.size);
     if (i >= 0) this._used.splice(i, 1);
   }
+}
+
+/** A cluster host with its defaults applied: bus space, and NIC port ids unique across the cluster. */
+export interface PlannedHost {
+  readonly spec: ClusterHostSpec;
+  readonly ramBytes: number;
+  readonly nics: readonly NicSpec[];
+}
+
+/** Applies the defaults to every host (NIC `portId` defaults to host index × 64 + NIC index + 1). */
+export function planHosts(hosts: readonly ClusterHostSpec[]): PlannedHost[] {
+  return hosts.map((h, hi) => ({
+    spec: h,
+    ramBytes: h.ramBytes ?? DEFAULT_RAM_BYTES,
+    nics: (h.nics ?? []).map((n, i) => ({ ...n, portId: n.portId ?? hi * 64 + i + 1 })),
+  }));
+}
+
+/** What planFabric needs of a planned host: its devices and their BAR sizes. */
+export function planHostOf(p: PlannedHost): PlanHost {
+  return {
+    name: p.spec.name,
+    ramBytes: p.ramBytes,
+    nics: p.nics.map((n) => ({ name: n.name, maxQp: n.maxQp ?? 256 })),
+    nvmes: (p.spec.nvmes ?? []).map((n) => ({
+      name: n.name,
+      barBytes: nvmeBarBytes(n.maxIoQueues ?? 16, n.dstrd ?? 0),
+    })),
+    accels: (p.spec.accels ?? []).map((a) => ({ name: a.name, memBytes: a.memBytes ?? ACCEL_DEFAULT_MEM_BYTES })),
+  };
+}
+
+/** One window placer per NTB aperture of `hosts`, keyed `host/node`. */
+export function apertureSpaces(fabric: PcieCluster, hosts: readonly string[]): Map<string, ApertureSpace> {
+  const out = new Map<string, ApertureSpace>();
+  for (const name of hosts) {
+    for (const port of fabric.ports(name)) {
+      const node = fabric.host(name).node(port.node);
+      // INVARIANT: validateCluster assigned every aperture a base.
+      if (node?.kind === 'ntb')
+        out.set(`${name}/${port.node}`, new ApertureSpace(node.aperture.base!, node.aperture.size));
+    }
+  }
+  return out;
 }

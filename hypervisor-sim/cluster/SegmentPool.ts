@@ -36,6 +36,11 @@ export const SEG_SLOTS = 32;
 /** Default pool size per host: 16 MiB. */
 export const DEFAULT_SEGMENT_BYTES = 16 << 20;
 
+/** A host's default pool: DEFAULT_SEGMENT_BYTES, or ramBytes / 16 (64 KiB-aligned) when that is less. */
+export function defaultSegmentBytes(ramBytes: number): number {
+  return Math.min(DEFAULT_SEGMENT_BYTES, Math.floor(ramBytes / 16 / 0x1_0000) * 0x1_0000);
+}
+
 /** Int32 word indices of the header; slot i's fields are at SEG_SLOT0 + 4i + SegField. */
 export const enum SegWord {
   MAGIC = 0,
