@@ -139,6 +139,12 @@ export const ERROR_CATALOGUE = {
   },
   PV_ERR_PCIE_LINK_DOWN: { status: -122, area: 'pcie', policy: 'request', message: 'PCIe link or NTB is down' },
   PV_ERR_PCIE_BAD_TOPOLOGY: { status: -123, area: 'pcie', policy: 'caller', message: 'invalid fabric topology' },
+  PV_ERR_LINK_FRAME: {
+    status: -124,
+    area: 'pcie',
+    policy: 'fatal',
+    message: 'malformed or truncated frame on a host link (the link was closed)',
+  },
 
   PV_ERR_LEND_NOT_FOUND: { status: -140, area: 'lending', policy: 'caller', message: 'no such device in the registry' },
   PV_ERR_LEND_BUSY: { status: -141, area: 'lending', policy: 'caller', message: 'device is held by another host' },
