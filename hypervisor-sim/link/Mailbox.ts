@@ -8,7 +8,9 @@
  * Layout (one SharedArrayBuffer; Int32 words, then the data area):
  * ```
  * word  byte   field     writer   note
- * 0     0      STATE     both     IDLE 0 → REQUEST 1 (client) → DONE 2 (server) → IDLE (client)
+ * 0     0      STATE     both     IDLE 0 → REQUEST 1 (client) → BUSY 3 (server took it) → DONE 2 (server)
+ *                                  → IDLE (client); a client that times out moves REQUEST → IDLE or
+ *                                  BUSY → ABANDONED 4, and the server then ends at IDLE, not DONE
  * 1     4      OP        client   operation number (the server's handler interprets it)
  * 2     8      OUT_LEN   client   request bytes at the start of the data area
  * 3     12     IN_LEN    server   response bytes at the start of the data area
@@ -52,6 +54,8 @@ export const enum MailboxState {
   IDLE = 0,
   REQUEST = 1,
   DONE = 2,
+  BUSY = 3,
+  ABANDONED = 4,
 }
 
 /** Byte offset of the data area. */
@@ -101,6 +105,10 @@ export class MailboxClient {
     if (!(outLen >= 0 && outLen <= this.data.length)) {
       throw pvError('PV_ERR_BAD_LENGTH', `mailbox request of ${outLen} bytes exceeds ${this.data.length}`);
     }
+    // ORDERING: seq-cst load; only an IDLE slot is ours (a timed-out call's handler may still run).
+    if (Atomics.load(w, MailboxWord.STATE) !== MailboxState.IDLE) {
+      throw pvError('PV_ERR_TIMEOUT', 'the previous call on this mailbox timed out and is still being answered');
+    }
     const seq = (w[MailboxWord.SEQ] + 1) | 0;
     w[MailboxWord.SEQ] = seq;
     w[MailboxWord.OP] = op;
@@ -113,23 +121,19 @@ export class MailboxClient {
     for (;;) {
       // ORDERING: seq-cst load pairs with the server's store of DONE after its results.
       const st = Atomics.load(w, MailboxWord.STATE);
-      if (st === MailboxState.DONE) {
-        if (w[MailboxWord.ANS_SEQ] === seq) break;
-        // A late answer to a call that timed out: give the slot back to the server for ours.
-        // ORDERING: CAS so a concurrent answer to OUR call is not overwritten.
-        Atomics.compareExchange(w, MailboxWord.STATE, MailboxState.DONE, MailboxState.REQUEST);
-        Atomics.notify(w, MailboxWord.STATE);
-        continue;
-      }
+      if (st === MailboxState.DONE && w[MailboxWord.ANS_SEQ] === seq) break;
       const left = deadline - performance.now();
       if (left <= 0) {
-        // ORDERING: take the request back only if the server has not answered meanwhile.
-        if (Atomics.compareExchange(w, MailboxWord.STATE, MailboxState.REQUEST, MailboxState.IDLE) === MailboxState.REQUEST) {
+        // ORDERING: CAS — not taken yet: the slot is free again; taken: the server's handler
+        // still runs, so the slot stays the server's (ABANDONED) until it ends at IDLE.
+        const taken = Atomics.compareExchange(w, MailboxWord.STATE, MailboxState.BUSY, MailboxState.ABANDONED);
+        const free = Atomics.compareExchange(w, MailboxWord.STATE, MailboxState.REQUEST, MailboxState.IDLE);
+        if (taken === MailboxState.BUSY || free === MailboxState.REQUEST) {
           throw pvError('PV_ERR_TIMEOUT', `host link call ${op} got no answer within ${timeoutMs} ms`);
         }
         continue;
       }
-      // ORDERING: wait re-checks STATE atomically; the server notifies after storing DONE.
+      // ORDERING: wait re-checks STATE atomically; the server notifies after each change.
       Atomics.wait(w, MailboxWord.STATE, st, Math.min(left, 1000));
     }
     const status = w[MailboxWord.STATUS];
@@ -142,6 +146,16 @@ export class MailboxClient {
       throw errorFromCode(codeFromStatus(status) ?? 'PV_ERR_BAD_REQUEST', message);
     }
     return inLen;
+  }
+
+  /**
+   * True when a call may be made: no earlier call's handler is still running. Check before
+   * writing request data into `data`/`args` after a timeout, so a late handler's input is not
+   * changed under it.
+   */
+  idle(): boolean {
+    // ORDERING: seq-cst load of the slot state.
+    return Atomics.load(this._w, MailboxWord.STATE) === MailboxState.IDLE;
   }
 }
 
@@ -200,6 +214,13 @@ export class MailboxServer {
         if (r.async) await r.value;
         continue;
       }
+      // ORDERING: take the call (REQUEST → BUSY) so a client timeout cannot free the slot while
+      // the handler still reads and writes it.
+      if (
+        Atomics.compareExchange(w, MailboxWord.STATE, MailboxState.REQUEST, MailboxState.BUSY) !== MailboxState.REQUEST
+      ) {
+        continue;
+      }
       const seq = w[MailboxWord.SEQ];
       const call = this._call as { op: number; outLen: number };
       call.op = w[MailboxWord.OP];
@@ -218,10 +239,12 @@ export class MailboxServer {
       w[MailboxWord.STATUS] = status;
       w[MailboxWord.IN_LEN] = len;
       w[MailboxWord.ANS_SEQ] = seq;
-      // ORDERING: answer only the call we took; a client that timed out set IDLE meanwhile.
-      if (Atomics.compareExchange(w, MailboxWord.STATE, MailboxState.REQUEST, MailboxState.DONE) === MailboxState.REQUEST) {
-        Atomics.notify(w, MailboxWord.STATE);
+      // ORDERING: answer (BUSY → DONE) unless the client gave up meanwhile (ABANDONED → IDLE:
+      // the slot is free for its next call); notify either way.
+      if (Atomics.compareExchange(w, MailboxWord.STATE, MailboxState.BUSY, MailboxState.DONE) !== MailboxState.BUSY) {
+        Atomics.store(w, MailboxWord.STATE, MailboxState.IDLE);
       }
+      Atomics.notify(w, MailboxWord.STATE);
     }
   }
 }
