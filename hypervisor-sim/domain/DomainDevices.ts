@@ -9,6 +9,8 @@
  * Borrowed devices (Device Lending) attach through cluster/LentNic.ts, LentNvme.ts and LentAccel.ts.
  * Owned accelerators become `accel` functions (devices/accel/AccelAttach.ts), and owned SSDs and
  * accelerators get a `peerDma` port: P2P DMA into an owned accelerator's memory.
+ * With a wire mailbox (HostOptions.wireMailboxes) the fabric's `remote` ships work requests for
+ * ports of other host processes over the host link (devices/rnic/RemoteWire.ts).
  */
 
 import { pvError } from '../../protocol/errors.js';
@@ -21,9 +23,11 @@ import { attachLentNvmes, isLentNvme, type LentNvmeData } from '../cluster/LentN
 import { DomainAccels } from '../devices/accel/AccelAttach.js';
 import type { AccelDevice } from '../devices/accel/AccelDevice.js';
 import { NvmeDevice } from '../devices/nvme/NvmeDevice.js';
+import { RemoteWire } from '../devices/rnic/RemoteWire.js';
 import { RnicDevice } from '../devices/rnic/RnicDevice.js';
 import { RnicFabric } from '../devices/rnic/RnicFabric.js';
 import { IommuContext } from '../iommu/IommuContext.js';
+import { MailboxClient } from '../link/Mailbox.js';
 import type { MemoryDirectory } from '../memory/MemoryDirectory.js';
 import { LocalFabric } from '../pcie/LocalFabric.js';
 import type { DomainDeviceData } from './HostDevices.js';
@@ -56,6 +60,8 @@ function identity(gpa: GuestPhysAddr): Iova {
 /** Attaches the devices described by `data` in this thread (see the file comment). */
 export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory): DomainDevices {
   const fabric = new RnicFabric(data.fabricLock, data.wire);
+  // Ports of no NIC of this host may be NICs of other host processes, reached over the link.
+  if (data.wireMailbox !== undefined) fabric.remote = new RemoteWire(new MailboxClient(data.wireMailbox));
   // Local devices pay the host's rc ── sw ── device path under a timing profile (pcie/LocalFabric.ts).
   const local = new LocalFabric(data.fabric ?? 'ideal');
   const byName = new Map<string, { nic: RnicDevice; iommu: IommuContext; bdf: string }>();

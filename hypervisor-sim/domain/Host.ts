@@ -14,7 +14,9 @@
  * is released and its IOMMU cleared. With `deviceEngine: 'dedicated'` one device thread
  * (DeviceEngineThread.ts) runs every NIC's engine; otherwise engines run inline in the thread
  * that rings the doorbell. NVMe SSDs (`nvmes`) are owned the same way and always run inline;
- * their media files are closed (temporary ones removed) by `shutdown`.
+ * their media files are closed (temporary ones removed) by `shutdown`. With `wireMailboxes`, a
+ * NIC of this host may talk to a NIC of another host process (devices/rnic/RemoteWire.ts,
+ * WireResponder.ts): inline engine only.
  */
 
 import { MessageChannel, Worker } from 'node:worker_threads';
@@ -29,6 +31,7 @@ import { DeviceEngineThread } from '../devices/DeviceEngineThread.js';
 import type { WireProfile } from '../devices/rnic/RnicFabric.js';
 import { EvtchnSpace } from '../evtchn/EvtchnSpace.js';
 import { GrantTableSpace } from '../grant/GrantTableSpace.js';
+import { createMailbox } from '../link/Mailbox.js';
 import { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
 import type { FabricProfileName } from '../pcie/Profiles.js';
 import { LocalStoreClient } from '../store/LocalStoreClient.js';
@@ -76,6 +79,19 @@ export interface HostOptions {
    * measures latency or bandwidth leaves it off and the breakdown comes from a separate run.
    */
   readonly instrumentStages?: boolean;
+  /**
+   * Give every domain that runs NIC engines (it owns a device; inline engine) a wire mailbox
+   * (link/Mailbox.ts), so a QP whose DEST_PORT is a NIC of ANOTHER host process works: the
+   * domain thread's requester ships the request through it (devices/rnic/RemoteWire.ts) and the
+   * host process serves it (`onWireMailbox`, RemoteWire.serveWireMailbox) over its host link.
+   * Remote peers need the inline engine: with `deviceEngine: 'dedicated'` this is PV_ERR_CONFIG.
+   */
+  readonly wireMailboxes?: boolean;
+  /**
+   * Called with each wire mailbox as its domain is created (its first call waits for it), so the
+   * host process can serve it; stop the server when the domain's `result` settles.
+   */
+  readonly onWireMailbox?: (domid: number, sab: SharedArrayBuffer) => void;
 }
 
 /** Default guest memory when a spec gives none: 16 MiB. */
@@ -97,6 +113,8 @@ export class Host {
   private readonly _domains = new Map<number, Domain>();
   private readonly _maxDomains: number;
   private readonly _echo: boolean;
+  private readonly _wireMailboxes: boolean;
+  private readonly _onWireMailbox: ((domid: number, sab: SharedArrayBuffer) => void) | undefined;
   /** The stage window every ledger of this host follows (when it instruments stages). */
   readonly stageWindow: SharedArrayBuffer | undefined;
 
@@ -104,6 +122,11 @@ export class Host {
     this.name = opts.name ?? 'host0';
     this._maxDomains = opts.maxDomains ?? 32;
     this._echo = opts.echoConsole ?? false;
+    this._wireMailboxes = opts.wireMailboxes === true;
+    this._onWireMailbox = opts.onWireMailbox;
+    if (this._wireMailboxes && opts.deviceEngine === 'dedicated') {
+      throw pvError('PV_ERR_CONFIG', 'wireMailboxes (NICs of other hosts) need the inline device engine');
+    }
     this.stageWindow = opts.instrumentStages === true ? new SharedArrayBuffer(StageWindow.BYTES) : undefined;
     this.grants = GrantTableSpace.create({
       maxDomains: this._maxDomains,
@@ -160,6 +183,9 @@ export class Host {
     this.evtchn.resetDomain(id);
     // A reused id: end grants the previous owner left that nobody maps any more.
     this.grants.releaseDomain(id);
+    const devices = this.devices.workerData(pci, attachments);
+    // A thread that runs NIC engines (it attaches NICs) may have to reach another host's NIC.
+    const wireMailbox = this._wireMailboxes && devices.nics.length > 0 ? createMailbox() : undefined;
     const channel = new MessageChannel();
     this._storeServer.attach(id, channel.port1);
     const program = spec.program instanceof URL ? spec.program.href : spec.program;
@@ -175,7 +201,7 @@ export class Host {
       evtchnConfig: this.evtchn.config,
       storePort: channel.port2,
       peers: this.domains().map((d) => ({ domid: d.domid, buffer: d.memory.buffer })),
-      devices: this.devices.workerData(pci, attachments),
+      devices: wireMailbox === undefined ? devices : { ...devices, wireMailbox },
       stageWindow: this.stageWindow,
     };
     // The owner's identity map is programmed before its thread can touch the device.
@@ -195,6 +221,7 @@ export class Host {
       throw err;
     }
     const domain = new Domain(id, spec.name, memory, worker, this._echo, () => this._teardown(id));
+    if (wireMailbox !== undefined) this._onWireMailbox?.(id, wireMailbox);
     this._domains.set(id, domain);
     this._broadcast({ type: 'domain-added', domid: id, buffer: memory.buffer }, id);
     this.engineThread?.domainAdded(id, memory.buffer);

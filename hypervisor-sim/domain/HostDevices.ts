@@ -87,6 +87,11 @@ export interface DomainDeviceData {
   readonly lent?: readonly LentData[];
   /** Accelerators the domain owns (their engines run inline in its thread). */
   readonly accels?: readonly AccelData[];
+  /**
+   * The domain thread's wire mailbox (HostOptions.wireMailboxes): its fabric then reaches NICs
+   * of other host processes through it (devices/rnic/RemoteWire.ts).
+   */
+  readonly wireMailbox?: SharedArrayBuffer;
 }
 
 /** Options the host passes on. */

@@ -12,7 +12,7 @@ import type { DeviceAttachment } from '../../protocol/Pci.js';
 import { DOM0 } from '../../protocol/Types.js';
 import { WIRE_IB_EDR, WIRE_IDEAL } from '../devices/rnic/RnicFabric.js';
 import type { DomainResult } from '../domain/Domain.js';
-import { Host } from '../domain/Host.js';
+import { Host, type HostOptions } from '../domain/Host.js';
 import { DEFAULT_NVME_BYTES, type ScenarioSpec, validateScenario } from './ScenarioSpec.js';
 
 /** The RDMA backend program (compiled), run in dom0 when a guest uses paravirt. */
@@ -82,6 +82,13 @@ export interface RunOptions {
   readonly echoConsole?: boolean;
   /** Crash everything and fail after this long (default 10 minutes). */
   readonly timeoutMs?: number;
+  /**
+   * Merged over the options the scenario builds its Host with (a host process adds
+   * `wireMailboxes` and `onWireMailbox` to run a cell whose peer guest is on another host).
+   */
+  readonly hostOptions?: Partial<HostOptions>;
+  /** Called right after the Host is built, before any domain starts (e.g. to attach a WireResponder). */
+  readonly onHost?: (host: Host) => void;
 }
 
 /** Validates and runs a scenario. */
@@ -90,9 +97,10 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
   const nics = spec.host?.nics ?? 2;
   const deviceEngine = spec.host?.deviceEngine ?? 'inline';
   const wire = spec.host?.wire === 'ib-edr' ? WIRE_IB_EDR : WIRE_IDEAL;
+  const portBase = spec.host?.portBase ?? 1;
   const host = new Host({
     name: spec.host?.name ?? 'host0',
-    nics: Array.from({ length: nics }, (_, i) => ({ name: `nic${i}`, portId: i + 1 })),
+    nics: Array.from({ length: nics }, (_, i) => ({ name: `nic${i}`, portId: portBase + i })),
     nvmes: (spec.host?.nvmes ?? []).map((n, i) => ({
       name: `nvme${i}`,
       sizeBytes: n.sizeBytes ?? DEFAULT_NVME_BYTES,
@@ -103,9 +111,11 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
     fabric: spec.host?.fabric ?? 'ideal',
     echoConsole: opts.echoConsole,
     instrumentStages: spec.host?.instrumentStages === true,
+    ...opts.hostOptions,
   });
   const t0 = performance.now();
   try {
+    opts.onHost?.(host);
     const served = new Set<string>();
     // Which SSD serves each vbd (`"<front>/<devid>"`), numbered per guest as the plugging below does.
     const vbds: Record<string, string> = {};
@@ -155,7 +165,12 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
         name: g.name,
         domid: i + 1,
         program: g.program,
-        args: { ...(g.args ?? {}), self: g.name, peers },
+        // A guest may name peers outside this host (proxy ids of guests on other hosts: hostd/CmRelay.ts).
+        args: {
+          ...(g.args ?? {}),
+          self: g.name,
+          peers: { ...((g.args?.peers as Record<string, number>) ?? {}), ...peers },
+        },
         memoryBytes: (g.memoryMiB ?? 64) << 20,
         pci,
         attachments,

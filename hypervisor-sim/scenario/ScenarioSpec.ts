@@ -44,6 +44,11 @@ export interface HostSpec {
   readonly name?: string;
   /** Number of RDMA NICs, named nic0 … (default 2), all on one wire. */
   readonly nics?: number;
+  /**
+   * Port id ("LID") of nic0; NIC i gets `portBase + i` (default 1). Hosts whose NICs talk to
+   * each other over a host link (issue 6) need distinct ranges.
+   */
+  readonly portBase?: number;
   /** NVMe SSDs, named nvme0 … (default none). */
   readonly nvmes?: readonly NvmeHostSpec[];
   /** Where device engines run (DESIGN §4). */
@@ -79,6 +84,11 @@ export interface ScenarioSpec {
   readonly guests: readonly GuestSpec[];
 }
 
+/** Largest `host.portBase`. */
+export const MAX_PORT_BASE = 0xffff_ff00;
+/** Largest port id a NIC accepts (RnicDevice.create: [0, 2^31)). */
+export const MAX_PORT_ID = 0x7fff_ffff;
+
 /** Size of an NVMe SSD whose spec gives none. */
 export const DEFAULT_NVME_BYTES = 64 << 20;
 
@@ -95,6 +105,13 @@ function fail(field: string, why: string): never {
 export function validateScenario(spec: ScenarioSpec): void {
   const nics = spec.host?.nics ?? 2;
   if (!Number.isInteger(nics) || nics < 0 || nics > 16) fail('host.nics', `must be an integer in [0, 16], got ${nics}`);
+  const portBase = spec.host?.portBase ?? 1;
+  if (!Number.isInteger(portBase) || portBase < 1 || portBase > MAX_PORT_BASE) {
+    fail('host.portBase', `must be an integer in [1, ${MAX_PORT_BASE}], got ${portBase}`);
+  }
+  if (portBase + Math.max(nics, 1) - 1 > MAX_PORT_ID) {
+    fail('host.portBase', `the last NIC's port id ${portBase + nics - 1} exceeds ${MAX_PORT_ID} (a NIC's limit)`);
+  }
   const engine = spec.host?.deviceEngine ?? 'inline';
   if (engine !== 'inline' && engine !== 'dedicated') {
     fail('host.deviceEngine', `must be 'inline' or 'dedicated', got '${engine}'`);

@@ -13,6 +13,10 @@
  * Functions return a WcStatus for the requester, or ABANDONED when the requester's own QP
  * changed while the lock was released (destroyed, reset, or moved to ERR: the flush completes
  * the WR then).
+ *
+ * The responder functions see the requester only through `RequesterSide` (its payload, its
+ * port and its counters), so the same code answers a request from a NIC of this host (its
+ * RnicCtx) and one that arrived as a wire packet from another host (WireResponder.ts).
  */
 
 import { RNR_TIMER_UNIT_US, rqDoorbell } from '../../../protocol/rdma/NicRegs.js';
@@ -20,7 +24,7 @@ import { Access, QpState, SendFlags, WcFlags, WcOpcode, WcStatus, WrOpcode } fro
 import { decodeRecvWqe, MAX_RECV_SGE, RECV_WQE_WORDS, type SendWqe } from '../../../protocol/rdma/Wqe.js';
 import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 import { errorWc, moveToErr, postCqe } from './Completion.js';
-import { CopyResult, copyInline, copySegments } from './DataMover.js';
+import { CopyResult, copyInline, copySegments, type Segments } from './DataMover.js';
 import { MetricSlot, QpCtx } from './DevLayout.js';
 import { localIova, remoteIova } from './MrCheck.js';
 import { rqView } from './QueueViews.js';
@@ -28,6 +32,27 @@ import type { RnicCtx } from './RnicContext.js';
 
 /** Not a WcStatus: the WR was not completed because its QP changed under it. */
 export const ABANDONED = -1;
+/** Not a WcStatus: the responder has no receive posted (an RNR NAK; see `recvReady`). */
+export const RNR = -2;
+
+/**
+ * What the responder half needs of the requester: the message (`total` bytes: inline in
+ * `wqeBytes`, or the segments `loc`), scratch segments `rem` for the responder's side, the
+ * requester's port id (the connection check) and its counters. An RnicCtx is one.
+ */
+export interface RequesterSide {
+  /** Payload bytes of the request. */
+  readonly total: number;
+  /** The requester's segments: WRITE/SEND source, READ destination. */
+  readonly loc: Segments;
+  /** Scratch: the responder's segments (`rem.dma` is set to the responder's resolver). */
+  readonly rem: Segments;
+  /** The private WQE copy as bytes (inline payload from byte 32). */
+  readonly wqeBytes: Uint8Array;
+  readonly sizes: { readonly portId: number };
+  /** Counts a requester-side event (BYTES, FAULTS). */
+  count(slot: MetricSlot, n?: number): void;
+}
 
 /** Byte offset of the inline payload in a send WQE (the SGE area, word 8). */
 const INLINE_OFFSET = 32;
@@ -45,7 +70,7 @@ export function stillSending(ctx: RnicCtx, q: number, epoch: number): boolean {
  * QP word of `pqpn` on `p` if it exists, can receive (RTR, RTS, SQD) and is connected back to
  * requester QP `qpn` on `ctx`'s port; -1 otherwise.
  */
-export function connectedPeer(ctx: RnicCtx, qpn: number, p: RnicCtx, pqpn: number): number {
+export function connectedPeer(ctx: RequesterSide, qpn: number, p: RnicCtx, pqpn: number): number {
   if (!(pqpn >= 1 && pqpn < p.sizes.maxQp)) return -1;
   const pd = p.dev;
   const pq = p.layout.qpBase(pqpn);
@@ -55,6 +80,29 @@ export function connectedPeer(ctx: RnicCtx, qpn: number, p: RnicCtx, pqpn: numbe
   if (st !== QpState.RTR && st !== QpState.RTS && st !== QpState.SQD) return -1;
   if (pd[pq + QpCtx.DEST_QPN] !== qpn || pd[pq + QpCtx.DEST_PORT] >>> 0 !== ctx.sizes.portId) return -1;
   return pq;
+}
+
+/**
+ * Whether responder QP `pqpn` (word `pq`) has a receive posted: SUCCESS, RNR when none, or
+ * REM_OP_ERR when its driver published an impossible producer index (the QP goes to ERR).
+ * Never waits: the wire responder answers RNR and the requester host backs off.
+ */
+export function recvReady(p: RnicCtx, pqpn: number, pq: number): number {
+  const pd = p.dev;
+  // ORDERING: seq-cst load of the producer the responder's driver stored.
+  const prod = Atomics.load(p.bar, rqDoorbell(pqpn) >> 2);
+  const avail = ((prod >>> 0) - (pd[pq + QpCtx.RQ_CONS] >>> 0)) >>> 0;
+  if (avail > pd[pq + QpCtx.RQ_ENTRIES]) {
+    // The responder's driver published an impossible producer index: its QP is broken.
+    moveToErr(p, pqpn);
+    return WcStatus.REM_OP_ERR;
+  }
+  return avail !== 0 ? WcStatus.SUCCESS : RNR;
+}
+
+/** The responder QP's RNR timer in µs (what an RNR NAK carries). */
+export function rnrTimerUs(p: RnicCtx, pq: number): number {
+  return p.dev[pq + QpCtx.MIN_RNR_TIMER] * RNR_TIMER_UNIT_US;
 }
 
 /**
@@ -77,19 +125,15 @@ export function awaitRecv(
   const rqIndex = rqDoorbell(pqpn) >> 2;
   const retries = d[q + QpCtx.RNR_RETRY];
   for (let attempt = 0; ; attempt++) {
-    // ORDERING: seq-cst load of the producer the responder's driver stored.
+    // ORDERING: seq-cst load of the producer the responder's driver stored (recvReady loads it
+    // again; a receive posted in between only makes this wait end at once).
     const prod = Atomics.load(p.bar, rqIndex);
-    const avail = ((prod >>> 0) - (pd[pq + QpCtx.RQ_CONS] >>> 0)) >>> 0;
-    if (avail > pd[pq + QpCtx.RQ_ENTRIES]) {
-      // The responder's driver published an impossible producer index: its QP is broken.
-      moveToErr(p, pqpn);
-      return WcStatus.REM_OP_ERR;
-    }
-    if (avail !== 0) return WcStatus.SUCCESS;
+    const ready = recvReady(p, pqpn, pq);
+    if (ready !== RNR) return ready;
     if (attempt >= retries) return WcStatus.RNR_RETRY_EXC_ERR;
     ctx.count(MetricSlot.RNR_RETRIES);
     const pEpoch = pd[pq + QpCtx.EPOCH];
-    const timeoutMs = (pd[pq + QpCtx.MIN_RNR_TIMER] * RNR_TIMER_UNIT_US) / 1000;
+    const timeoutMs = rnrTimerUs(p, pq) / 1000;
     // ORDERING: seq-cst add before the wait; an RQ doorbell stores the producer, then loads
     // RNR_WAITERS and notifies when it is non-zero (Dekker pair: no lost wake-up).
     Atomics.add(pd, pq + QpCtx.RNR_WAITERS, 1);
@@ -156,7 +200,7 @@ function recvCompletes(
 }
 
 /** Copies the requester's payload (inline or its SGEs) into `ctx.rem` on the responder. */
-function pushPayload(ctx: RnicCtx, wqe: SendWqe): CopyResult {
+function pushPayload(ctx: RequesterSide, wqe: SendWqe): CopyResult {
   // INVARIANT: with INLINE, ctx.total ≤ MAX_INLINE_DATA (prepareLocal), so the bytes read from
   // the private WQE copy stay inside its SGE area.
   if ((wqe.sendFlags & SendFlags.INLINE) !== 0) return copyInline(ctx.wqeBytes, INLINE_OFFSET, ctx.total, ctx.rem);
@@ -164,7 +208,14 @@ function pushPayload(ctx: RnicCtx, wqe: SendWqe): CopyResult {
 }
 
 /** RDMA WRITE and WRITE_WITH_IMM (the latter after awaitRecv found a receive). */
-export function respondWrite(ctx: RnicCtx, qpn: number, p: RnicCtx, pqpn: number, pq: number, wqe: SendWqe): number {
+export function respondWrite(
+  ctx: RequesterSide,
+  qpn: number,
+  p: RnicCtx,
+  pqpn: number,
+  pq: number,
+  wqe: SendWqe,
+): number {
   const pd = p.dev;
   const withImm = wqe.opcode === WrOpcode.RDMA_WRITE_WITH_IMM;
   const len = ctx.total;
@@ -208,7 +259,7 @@ export function respondWrite(ctx: RnicCtx, qpn: number, p: RnicCtx, pqpn: number
 }
 
 /** RDMA READ: the responder's range into the requester's SGEs (checked LOCAL_WRITE already). */
-export function respondRead(ctx: RnicCtx, p: RnicCtx, pqpn: number, pq: number, wqe: SendWqe): number {
+export function respondRead(ctx: RequesterSide, p: RnicCtx, pqpn: number, pq: number, wqe: SendWqe): number {
   const pd = p.dev;
   const len = ctx.total;
   if (len === 0) return WcStatus.SUCCESS;
@@ -249,7 +300,14 @@ export function respondRead(ctx: RnicCtx, p: RnicCtx, pqpn: number, pq: number, 
  * A receive too small completes LOC_LEN_ERR at the responder and REM_INV_REQ_ERR here; a bad
  * receive SGE (key, PD, bounds, no LOCAL_WRITE) LOC_PROT_ERR there and REM_OP_ERR here.
  */
-export function respondSend(ctx: RnicCtx, qpn: number, p: RnicCtx, pqpn: number, pq: number, wqe: SendWqe): number {
+export function respondSend(
+  ctx: RequesterSide,
+  qpn: number,
+  p: RnicCtx,
+  pqpn: number,
+  pq: number,
+  wqe: SendWqe,
+): number {
   if (!takeRecv(p, pqpn, pq)) return WcStatus.REM_OP_ERR;
   const pd = p.dev;
   const r = p.rwqe;

@@ -18,11 +18,16 @@
  * ```
  * Every thread builds its own `RnicFabric` over the same buffer and adds its own `RnicDevice`
  * objects for every NIC of the host, so `get(port)` is the peer NIC attached in this thread.
+ * A port id no NIC of this host has may belong to a NIC of ANOTHER host process: when the
+ * thread's fabric has a `remote` (RemoteWire.ts, a domain thread of a host with
+ * `wireMailboxes`), the requester ships the request there as a wire packet instead.
  */
 
 import { threadId } from 'node:worker_threads';
 import { pvError } from '../../../protocol/errors.js';
+import type { SendWqe } from '../../../protocol/rdma/Wqe.js';
 import { lockEntry, unlockEntry } from '../../grant/EntryLock.js';
+import type { RnicCtx } from './RnicContext.js';
 import type { RnicDevice } from './RnicDevice.js';
 
 // The device-thread loop lives in RnicEngine.ts; it is re-exported here because host plumbing
@@ -47,6 +52,15 @@ export const WIRE_IDEAL: WireProfile = { name: 'ideal', latencyNs: 0, bytesPerNs
  */
 export const WIRE_IB_EDR: WireProfile = { name: 'ib-edr', latencyNs: 600, bytesPerNs: 12.5 };
 
+/**
+ * The requester half for a peer NIC of another host (RemoteWire.ts). Called like SendPath's local
+ * transfer: fabric lock held, the WR's SGEs translated into `ctx.loc`; returns a WcStatus, or
+ * Responder.ABANDONED when the QP changed while the lock was released. Never throws.
+ */
+export interface RemotePeer {
+  transfer(ctx: RnicCtx, qpn: number, q: number, epoch: number, wqe: SendWqe): number;
+}
+
 /** Word indices of the lock buffer. */
 export const enum FabricWord {
   LOCK = 0,
@@ -68,6 +82,8 @@ export class RnicFabric {
   /** Its words (LOCK, WAKE_SEQ). */
   readonly words: Int32Array;
   readonly wire: WireProfile;
+  /** Where requests to a port of no NIC of this host go (another host process), if anywhere. */
+  remote: RemotePeer | undefined;
   private readonly _ports = new Map<number, RnicDevice>();
 
   /** A new lock buffer: one per host. */

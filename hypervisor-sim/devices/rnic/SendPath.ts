@@ -1,7 +1,9 @@
 /**
  * The requester half of a work request: fetch the WQE at the send queue's consumer index into a
  * private copy ONCE (XSA-155: never re-read the queue), decode and validate the copy, wait the
- * modeled wire time, run the responder half on the peer NIC, and complete.
+ * modeled wire time, run the responder half on the peer NIC, and complete. A peer NIC of another
+ * host process is reached through the fabric's `remote` (RemoteWire.ts): same semantics, the
+ * request travels as a wire packet over the host link.
  *
  * Validation of the private copy, in order (first failure wins):
  *  - opcode ∉ {RDMA_WRITE, RDMA_WRITE_WITH_IMM, SEND, SEND_WITH_IMM, RDMA_READ}, unknown
@@ -48,8 +50,11 @@ function sendWcOpcode(op: number): WcOpcode {
   return WcOpcode.SEND;
 }
 
-/** Validates the private copy and translates its SGEs into `ctx.loc`; returns a WcStatus. */
-function prepareLocal(ctx: RnicCtx, q: number, wqe: SendWqe): WcStatus {
+/**
+ * Validates the private copy and translates its SGEs into `ctx.loc`; returns a WcStatus.
+ * (RemoteWire re-runs it after the lock was released, as executeWqe does after the wire delay.)
+ */
+export function prepareLocal(ctx: RnicCtx, q: number, wqe: SendWqe): WcStatus {
   const d = ctx.dev;
   const op = wqe.opcode;
   const flags = wqe.sendFlags;
@@ -85,11 +90,17 @@ function prepareLocal(ctx: RnicCtx, q: number, wqe: SendWqe): WcStatus {
   return WcStatus.SUCCESS;
 }
 
-/** Runs the responder half on the peer NIC; returns a WcStatus or ABANDONED. */
+/**
+ * Runs the responder half on the peer NIC — a NIC of this host, or through the fabric's `remote`
+ * one of another host process — and returns a WcStatus or ABANDONED.
+ */
 function transfer(ctx: RnicCtx, qpn: number, q: number, epoch: number, wqe: SendWqe): number {
   const d = ctx.dev;
   const peer = ctx.fabric.get(d[q + QpCtx.DEST_PORT] >>> 0);
-  if (peer === undefined) return WcStatus.RETRY_EXC_ERR;
+  if (peer === undefined) {
+    const remote = ctx.fabric.remote;
+    return remote === undefined ? WcStatus.RETRY_EXC_ERR : remote.transfer(ctx, qpn, q, epoch, wqe);
+  }
   const p = peer.ctx;
   const pqpn = d[q + QpCtx.DEST_QPN];
   const pq = connectedPeer(ctx, qpn, p, pqpn);
