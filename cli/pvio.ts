@@ -16,8 +16,25 @@ const COMMANDS: Record<string, Command> = {
   compare: {
     summary: 'the headline: every transport side by side (perftest-style cells, ratios, CPU, stages, plots, report)',
     usage:
-      'pvio compare [--quick] [--transports native,passthrough,paravirt,paravirt-copy,tcp,lent,lent-passthrough] [--ops write,read,send,blk-randread,blk-seqread] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal|pcie3-x8-ntb] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report]',
+      'pvio compare [--quick] [--cluster [--registry etcd://HOST:PORT --hosts A,B]] [--transports native,passthrough,paravirt,paravirt-copy,tcp,lent,lent-passthrough] [--ops write,read,send,blk-randread,blk-seqread] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal|pcie3-x8-ntb] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report]',
     run: async (argv) => (await import('../bench/compare/Compare.js')).compareMain(argv),
+  },
+  host: {
+    summary: 'run one host of a multi-machine cluster (etcd registry, TCP host links, lending, cross-host RDMA)',
+    usage:
+      'pvio host --name A --listen HOST:PORT --registry etcd://HOST:PORT [--peers B,C] [--advertise HOST] [--cluster NAME] [--ttl SECS] [--lend nvme0] [--nvme-mib N]',
+    run: async (argv) => (await import('./host.js')).hostMain(argv),
+  },
+  cluster: {
+    summary:
+      'a 2–3 host cluster on this machine in one command (private etcd + pvio host processes); --check runs a smoke test',
+    usage: 'pvio cluster [--hosts 2|3] [--ttl SECS] [--check] [--quiet]',
+    run: async (argv) => (await import('./cluster.js')).clusterMain(argv),
+  },
+  ctl: {
+    summary: 'send one control request to a running pvio host and print the JSON answer',
+    usage: 'pvio ctl HOST:PORT status|borrow|return|blk-check|ping-peer|shutdown [JSON-ARGS]',
+    run: async (argv) => (await import('./cluster.js')).ctlMain(argv),
   },
   reproduce: {
     summary: "re-run the seed papers' headline experiments: published figure beside pvio's, ratio shapes",

@@ -198,6 +198,10 @@ export function resultsDirName(d: Date): string {
 
 /** The command: runs, prints the tables, writes the results directory. */
 export async function compareMain(argv: string[]): Promise<void> {
+  if (argv.includes('--cluster')) {
+    await (await import('../cluster/ClusterCompare.js')).clusterCompareMain(argv);
+    return;
+  }
   const opts = parseCompareFlags(argv);
   const r = await runCompare(opts);
   const out = process.stdout;

@@ -177,5 +177,8 @@ export class HostDirectory {
       this._lease = lease;
     }
     await this._lease.put(`${this._root}hosts/${me.name}`).value(JSON.stringify(me));
+    // An etcd that lost its data lost the id table too: claim our id again (if still free).
+    const idKey = `${this._root}host-ids/${me.hostId}`;
+    await this._client.if(idKey, 'Create', '==', 0).then(this._client.put(idKey).value(me.name)).commit();
   }
 }
