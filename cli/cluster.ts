@@ -41,11 +41,11 @@ export async function clusterMain(argv: string[]): Promise<void> {
     echo: values.quiet ? undefined : (line) => console.log(line),
   });
   console.log(`\npvio cluster: up — registry ${cluster.registry}`);
-  for (const h of cluster.hosts.values())
+  for (const h of [...cluster.hosts.values()].sort((x, y) => x.name.localeCompare(y.name)))
     console.log(`  host ${h.name}: id ${h.hostId}, link ${h.link}, pid ${h.proc.pid}`);
   const a = cluster.hosts.get('A')?.link;
   console.log(
-    `\n  try: node dist/cli/pvio.js ctl ${a} status\n       node dist/cli/pvio.js ctl ${a} borrow '{"device":"${lender}/nvme0"}'\n       node dist/cli/pvio.js compare --cluster --registry ${cluster.registry}\n`,
+    `\n  try: node dist/cli/pvio.js ctl ${a} status\n       node dist/cli/pvio.js ctl ${a} borrow '{"device":"${lender}/nvme0"}'\n       node dist/cli/pvio.js compare --cluster --registry ${cluster.registry} --hosts A,B\n`,
   );
   if (values.check) {
     try {

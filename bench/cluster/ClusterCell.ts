@@ -85,7 +85,7 @@ export function installClusterCells(daemon: HostDaemon): void {
     conn.onRequest('wire', async (req: WireReqMsg, bulk) => {
       // No cell: nobody has this port (as a NIC that is down): the requester retries, then fails.
       if (responder === undefined) return { body: { status: WcStatus.RETRY_EXC_ERR, rnr: false, rnrTimerUs: 0 } };
-      const r = responder.handle(req, bulk);
+      const r = await responder.handleWaiting(req, bulk);
       return { body: r.rsp, bulk: r.data };
     }),
   );

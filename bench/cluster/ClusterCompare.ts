@@ -105,7 +105,7 @@ export async function clusterCompareMain(argv: string[]): Promise<void> {
   if (!Number.isInteger(latIters) || latIters < 3) throw pvError('PV_ERR_CONFIG', '--lat-iters: an integer ≥ 3');
   const startedAt = new Date();
   const cells = plan(transports, latIters);
-  const progress = new Progress(cells.length * 2 + 1, process.stderr);
+  const progress = new Progress(cells.length * 2 + 2, process.stderr);
 
   let local: LocalCluster | undefined;
   let links: string[];
@@ -132,9 +132,16 @@ export async function clusterCompareMain(argv: string[]): Promise<void> {
   const [server, client] = await Promise.all(links.map((l) => ControlClient.connect(l)));
   const runner = new CellRunner(1, 'inline', undefined, progress);
   try {
+    // Warm-up, not reported: the first cells of fresh host processes run cold code (JIT) on
+    // both sides of the link and measured 1.5–2× slower here.
+    progress.start('warm-up (not reported)');
+    for (const t of transports) {
+      await runClusterPair(server, client, { transport: t, test: 'write_lat', size: 64, iters: 300 });
+    }
+    progress.done('warm-up (not reported)', `${transports.length} short cells`);
     const ping = await client.call<{ median: number; p99: number; n: number }>('ping-peer', {
       peer: server.host,
-      count: 200,
+      count: 500,
     });
     const rows: ClusterRow[] = [];
     for (const c of cells) {

@@ -20,6 +20,8 @@ export interface PairOptions {
   readonly iters: number;
   readonly txDepth?: number;
   readonly timeoutMs?: number;
+  /** Polls a guest waiter makes before it sleeps (perftest guest default when undefined). */
+  readonly spinBudget?: number;
 }
 
 /** What a pair run gives. */
@@ -61,6 +63,7 @@ export async function runClusterPair(
     txDepth,
     cqMod: cqModOf(o, txDepth),
     inlineSize: 0,
+    spinBudget: o.spinBudget,
     tag: `x-${o.transport}-${o.test}-${o.size}`,
   };
   const memoryMiB = Math.max(32, Math.ceil((4 * o.size) / (1 << 20)) + 16);

@@ -25,6 +25,7 @@
 
 import { MAX_MESSAGE_BULK } from '../../../protocol/link/LinkFrame.js';
 import type { WireReqMsg, WireRspMsg } from '../../../protocol/link/LinkSchema.js';
+import { rqDoorbell } from '../../../protocol/rdma/NicRegs.js';
 import { SendFlags, WcStatus, WrOpcode } from '../../../protocol/rdma/Verbs.js';
 import { emptySendWqe, MAX_RECV_SGE, type SendWqe } from '../../../protocol/rdma/Wqe.js';
 import type { Host } from '../../domain/Host.js';
@@ -33,7 +34,7 @@ import { IommuContext } from '../../iommu/IommuContext.js';
 import { MemoryDirectory } from '../../memory/MemoryDirectory.js';
 import { LocalFabric } from '../../pcie/LocalFabric.js';
 import type { Segments } from './DataMover.js';
-import type { MetricSlot } from './DevLayout.js';
+import { type MetricSlot, QpCtx } from './DevLayout.js';
 import { BufferDma, bufferSegments, setLength } from './RemoteWire.js';
 import {
   connectedPeer,
@@ -47,6 +48,15 @@ import {
 } from './Responder.js';
 import { RnicDevice } from './RnicDevice.js';
 import { RnicFabric } from './RnicFabric.js';
+
+type WaitAsync = (
+  a: Int32Array,
+  i: number,
+  v: number,
+  t?: number,
+) => { async: false; value: string } | { async: true; value: Promise<string> };
+/** `Atomics.waitAsync` (ES2024; the project's lib is older). */
+const waitAsync = (Atomics as unknown as { readonly waitAsync: WaitAsync }).waitAsync;
 
 /** What `handle` returns: the response body, and the READ data. */
 export interface WireAnswer {
@@ -159,6 +169,48 @@ export class WireResponder {
       fabric.unlock();
       // The payload view belongs to the caller (a mailbox or a socket buffer): do not keep it.
       r.buf.set(EMPTY, false);
+    }
+  }
+
+  /**
+   * As `handle`, but a SEND or WRITE_WITH_IMM that finds no receive posted waits — without
+   * blocking this thread — up to the responder QP's RNR timer on its RQ doorbell, as the local
+   * requester's awaitRecv does, and is answered at once when a receive arrives. Only a timer that
+   * ran out is answered `rnr`, with `rnrTimerUs` 0: the time was already waited here, so the
+   * requester retries at once (each retry still costs the timer; rnr_retry bounds them).
+   */
+  async handleWaiting(req: WireReqMsg, payload: Uint8Array | undefined): Promise<WireAnswer> {
+    const first = this.handle(req, payload);
+    if (!first.rsp.rnr) return first;
+    const nic = this._fabric.get(req.dstPort);
+    // INVARIANT: an rnr answer means handle found the NIC and a connected QP (dstQpn in range).
+    const p = (nic as RnicDevice).ctx;
+    const pd = p.dev;
+    const pq = p.layout.qpBase(req.dstQpn);
+    const index = rqDoorbell(req.dstQpn) >> 2;
+    const deadline = performance.now() + first.rsp.rnrTimerUs / 1000;
+    this._fabric.lock();
+    const epoch = pd[pq + QpCtx.EPOCH];
+    // ORDERING: seq-cst add before the producer is read; an RQ doorbell stores the producer,
+    // then notifies when RNR_WAITERS is non-zero (the Dekker pair awaitRecv relies on).
+    Atomics.add(pd, pq + QpCtx.RNR_WAITERS, 1);
+    this._fabric.unlock();
+    try {
+      for (;;) {
+        // ORDERING: seq-cst load of the producer; the wait below re-checks it atomically.
+        const prod = Atomics.load(p.bar, index);
+        const r = this.handle(req, payload);
+        const left = deadline - performance.now();
+        if (!r.rsp.rnr) return r;
+        if (left <= 0) return { rsp: { status: r.rsp.status, rnr: true, rnrTimerUs: 0 } };
+        const w = waitAsync(p.bar, index, prod, left);
+        if (w.async) await w.value;
+      }
+    } finally {
+      this._fabric.lock();
+      // A destroyed (and maybe recreated) QP reset its waiter count: leave it alone.
+      if (pd[pq + QpCtx.EPOCH] === epoch) Atomics.sub(pd, pq + QpCtx.RNR_WAITERS, 1);
+      this._fabric.unlock();
     }
   }
 

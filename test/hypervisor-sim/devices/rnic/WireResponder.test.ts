@@ -164,6 +164,15 @@ describe('WireResponder: a wire request from another host, answered by this host
     assert.equal(a.rsp.rnrTimerUs, TARGET_RNR_TIMER * 10);
   });
 
+  it('handleWaiting: a SEND with no receive waits out the target QP’s RNR timer before answering RNR (timer 0: already waited)', async () => {
+    const t0 = performance.now();
+    const a = await resp.handleWaiting(req({ op: WrOpcode.SEND, length: 4 }), new Uint8Array(4));
+    const waitedUs = (performance.now() - t0) * 1000;
+    assert.deepEqual(a.rsp, { status: WcStatus.SUCCESS, rnr: true, rnrTimerUs: 0 });
+    // The rule is a lower bound (the timer ran out), not a speed: no upper bound is asserted.
+    assert.ok(waitedUs >= TARGET_RNR_TIMER * 10, `waited ${waitedUs.toFixed(0)} µs`);
+  });
+
   it('a SEND with a receive posted completes it; then a NaN address is REM_ACCESS_ERR and the QP goes to ERR', async () => {
     Atomics.store(board, TargetBoard.CMD, 1);
     Atomics.notify(board, TargetBoard.CMD);
