@@ -141,6 +141,9 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const e = err as { code?: string; message?: string };
     process.stderr.write(`pvio ${cmd}: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}\nusage: ${c.usage}\n`);
+    // A client library may keep retrying in the background (etcd3 against an unreachable
+    // server): a failed command still ends, once its message had time to reach the terminal.
+    setTimeout(() => process.exit(1), 500).unref();
     return 1;
   }
 }

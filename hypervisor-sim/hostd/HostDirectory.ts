@@ -56,6 +56,8 @@ export interface HostDirectoryOptions {
   readonly cluster?: string;
   /** Seconds a dead host's record outlives it (etcd lease TTL). Default 5. */
   readonly ttl?: number;
+  /** Bound on the first contact with etcd (ms). Default 5000. */
+  readonly connectTimeoutMs?: number;
 }
 
 export class HostDirectory {
@@ -77,11 +79,25 @@ export class HostDirectory {
     if (!NAME.test(cluster)) throw pvError('PV_ERR_INVALID_ARG', `cluster name ${cluster} must match ${NAME}`);
     const client = new Etcd3({ hosts: [...opts.endpoints] });
     const d = new HostDirectory(client, `/pvio/${cluster}/`, opts.ttl ?? 5);
+    // etcd3 retries an unreachable server for ever: bound the first contact so a wrong address
+    // is an error the user sees, not a silent hang.
+    let timer: NodeJS.Timeout | undefined;
+    const bound = opts.connectTimeoutMs ?? 5000;
     try {
-      await d._start();
+      await Promise.race([
+        d._start(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${bound} ms`)), bound);
+        }),
+      ]);
     } catch (err) {
       client.close();
-      throw pvError('PV_ERR_CONFIG', `cannot reach etcd at ${opts.endpoints.join(', ')}: ${(err as Error).message}`);
+      throw pvError(
+        'PV_ERR_CONFIG',
+        `cannot reach etcd at ${opts.endpoints.join(', ')}: ${(err as Error).message} — is etcd running there? (or start a local cluster with \`pvio cluster\`)`,
+      );
+    } finally {
+      clearTimeout(timer);
     }
     return d;
   }
