@@ -15,14 +15,14 @@
  * program result back (samples, timestamps, CPU) to compute perftest's statistics.
  */
 
-import { serveWireMailbox } from '../../hypervisor-sim/devices/rnic/RemoteWire.js';
+import { serveWireMailbox } from '../../hypervisor-sim/devices/rnic/WireMailbox.js';
 import { WireResponder } from '../../hypervisor-sim/devices/rnic/WireResponder.js';
 import type { Host } from '../../hypervisor-sim/domain/Host.js';
 import { CmRelay, proxyDomid } from '../../hypervisor-sim/hostd/CmRelay.js';
 import type { HostDaemon } from '../../hypervisor-sim/hostd/HostDaemon.js';
 import { PORTS_PER_HOST } from '../../hypervisor-sim/hostd/HostDirectory.js';
 import type { MailboxServer } from '../../hypervisor-sim/link/Mailbox.js';
-import { runScenario } from '../../hypervisor-sim/scenario/Scenario.js';
+import { runScenario, type ScenarioResult } from '../../hypervisor-sim/scenario/Scenario.js';
 import { pvError } from '../../protocol/errors.js';
 import type { WireReqMsg, WireRspMsg } from '../../protocol/link/LinkSchema.js';
 import type { Transport } from '../../protocol/Pci.js';
@@ -104,8 +104,17 @@ export function installClusterCells(daemon: HostDaemon): void {
       return { rsp: r.body, data: r.bulk };
     };
     const other = a.role === 'server' ? 'client' : 'server';
+    const cleanup = async () => {
+      responder = undefined;
+      await daemon.setCellStore(undefined);
+      await relay?.close();
+      await Promise.all(servers.map((x) => x.stop()));
+      running = false;
+    };
+    let settled = false;
+    let scenario: Promise<ScenarioResult> | undefined;
     try {
-      const scenario = runScenario(
+      scenario = runScenario(
         {
           host: { name: daemon.name, nics: 1, portBase: daemon.hostId * PORTS_PER_HOST + 1, deviceEngine: 'inline' },
           guests: [
@@ -146,6 +155,9 @@ export function installClusterCells(daemon: HostDaemon): void {
           },
         },
       );
+      scenario = scenario.finally(() => {
+        settled = true;
+      });
       const s = await withTimeout(scenario, a.timeoutMs ?? 120_000, `${a.role} cell on ${daemon.name}`);
       const g = s.guests[a.role];
       return {
@@ -157,11 +169,10 @@ export function installClusterCells(daemon: HostDaemon): void {
         elapsedMs: s.elapsedMs,
       } satisfies ClusterCellResult;
     } finally {
-      responder = undefined;
-      await daemon.setCellStore(undefined);
-      await relay?.close();
-      await Promise.all(servers.map((x) => x.stop()));
-      running = false;
+      // A cell that timed out still runs: the host stays busy (and its mailboxes served) until
+      // its scenario really ends, so the next cell never shares the NIC's port ids with it.
+      if (settled || scenario === undefined) await cleanup();
+      else void scenario.then(cleanup, cleanup);
     }
   };
   daemon.registerControl('perftest-cell', (raw) => {

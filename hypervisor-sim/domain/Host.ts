@@ -83,7 +83,7 @@ export interface HostOptions {
    * Give every domain that runs NIC engines (it owns a device; inline engine) a wire mailbox
    * (link/Mailbox.ts), so a QP whose DEST_PORT is a NIC of ANOTHER host process works: the
    * domain thread's requester ships the request through it (devices/rnic/RemoteWire.ts) and the
-   * host process serves it (`onWireMailbox`, RemoteWire.serveWireMailbox) over its host link.
+   * host process serves it (`onWireMailbox`, WireMailbox.serveWireMailbox) over its host link.
    * Remote peers need the inline engine: with `deviceEngine: 'dedicated'` this is PV_ERR_CONFIG.
    */
   readonly wireMailboxes?: boolean;

@@ -64,6 +64,9 @@ export class HostDaemon {
   /** Link hooks other parts install (wire responder, lending): called for each new link. */
   private readonly _linkHooks: Array<(conn: LinkConn) => void> = [];
   private _stopped = false;
+  /** Relayed connection records go into the running cell's store, or wait here until it starts. */
+  private _cmStore: StoreOps | undefined;
+  private _cmPending: CmRecordMsg[] = [];
 
   private constructor(opts: HostDaemonOptions, hostId: number, directory: HostDirectory, registry: EtcdRegistry) {
     this.name = opts.name;
@@ -83,7 +86,7 @@ export class HostDaemon {
       if (live !== undefined && live.pid !== process.pid) {
         throw pvError(
           'PV_ERR_CONFIG',
-          `a host named ${opts.name} is already in cluster ${opts.cluster ?? 'default'} (pid ${live.pid} at ${live.link}); pick another --name or stop it`,
+          `a host named ${opts.name} is already in cluster ${opts.cluster ?? 'default'} (pid ${live.pid} at ${live.link}); pick another --name, stop it, or — if it crashed — wait ${opts.ttl ?? 5} s for its record to expire`,
         );
       }
       const hostId = await directory.allocateId(opts.name);
@@ -231,10 +234,6 @@ export class HostDaemon {
     const result = await h(args, conn);
     return { body: { json: JSON.stringify(result ?? null) } };
   }
-
-  // Relayed connection records: delivered into the running cell's store, or kept until it starts.
-  private _cmStore: StoreOps | undefined;
-  private _cmPending: CmRecordMsg[] = [];
 
   private async _cmSink(msg: CmRecordMsg): Promise<void> {
     if (this._cmStore === undefined) {

@@ -9,10 +9,10 @@
  * answered. Receive side (LinkReader.ts): frames are checked before they are buffered; while
  * `maxRunning` request handlers run (or messages are held, below), the socket is paused.
  *
- * Hello: both sides send `hello` as their first message, so the peer's first message must be a
- * hello REQUEST; anything else before the exchange ends breaks the protocol. `peer` is set when
- * both hellos were exchanged and valid. Messages that arrive after that but before `start()` are
- * held (socket paused), so the owner registers its handlers before the first one is dispatched.
+ * Hello (LinkHello.ts): both sides send `hello` as their first message; `peer` is set when both
+ * hellos were exchanged and valid. Messages that arrive after that but before `start()` are held
+ * (socket paused), so the owner registers its handlers before the first one is dispatched.
+ * Requests in flight (ids, timeouts, late answers) are tracked by LinkPending.ts.
  *
  * Any protocol violation (malformed frame, response to an unknown id, truncation) logs one line
  * (`pvio link <peer>: closed: <reason>`), destroys the socket, fails every pending request with
@@ -21,9 +21,11 @@
  */
 
 import type net from 'node:net';
-import { type ErrorCode, errorFromCode, isErrorCode, pvError } from '../../protocol/errors.js';
+import { type ErrorCode, isErrorCode, pvError } from '../../protocol/errors.js';
 import { type HelloMsg, LinkKind, type LinkType } from '../../protocol/link/LinkSchema.js';
-import { checkHello, type LinkCodec, linkCodec } from './LinkCodec.js';
+import { type LinkCodec, linkCodec } from './LinkCodec.js';
+import { LinkHello } from './LinkHello.js';
+import { LinkPending, type Pending } from './LinkPending.js';
 import { LinkReader, type ReadMessage } from './LinkReader.js';
 import { LinkWriter } from './LinkWriter.js';
 
@@ -53,15 +55,6 @@ export interface LinkConnOptions {
 
 /** Default request timeout. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-/** Answers to timed-out requests that are still recognized (and dropped) when they come late. */
-const EXPIRED_IDS_KEPT = 4096;
-
-interface Pending {
-  type: LinkType;
-  resolve(body: unknown, bulk: Uint8Array | undefined): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout | undefined;
-}
 
 export class LinkConn {
   /** The peer's hello, set once the hello exchange is done. */
@@ -77,27 +70,21 @@ export class LinkConn {
   private readonly _codec: LinkCodec;
   private readonly _reader: LinkReader;
   private readonly _writer: LinkWriter;
-  private readonly _pending = new Map<number, Pending>();
-  private readonly _expired = new Set<number>();
+  private readonly _hello: LinkHello;
+  private readonly _pending = new LinkPending(() => this.label);
   private readonly _requestHandlers = new Map<LinkType, LinkRequestHandler>();
   private readonly _noticeHandlers = new Map<LinkType, LinkNoticeHandler>();
   private readonly _held: ReadMessage[] = [];
   private readonly _maxRunning: number;
-  private _id = 0;
-  private _peerHello: HelloMsg | undefined;
-  private readonly _hello: HelloMsg;
   private _started = false;
   private _running = 0;
   private _paused = false;
-  /** Set once we refused the peer's hello: nothing it sends matters any more. */
-  private _refusing = false;
 
   constructor(
     private readonly _socket: net.Socket,
     opts: LinkConnOptions,
   ) {
     this._codec = linkCodec();
-    this._hello = opts.hello;
     this._maxRunning = opts.maxRunning ?? 64;
     this.closed = new Promise((r) => {
       this._resolveClosed = r;
@@ -109,6 +96,14 @@ export class LinkConn {
     this.handshake.catch(() => {}); // observed through `closed` when nobody awaits it
     this._writer = new LinkWriter(_socket, this._codec);
     this._reader = new LinkReader(this._codec, (m) => this._onMessage(m));
+    this._hello = new LinkHello(opts.hello, this._writer, {
+      fail: (reason, code) => this._fail(reason, code),
+      done: (peer) => {
+        this.peer = peer;
+        this._handshakeDone(peer);
+      },
+      pause: () => this._socket.pause(),
+    });
     _socket.setNoDelay(true);
     _socket.on('data', (chunk: Buffer) => {
       if (this._closeInfo) return;
@@ -127,7 +122,7 @@ export class LinkConn {
     _socket.on('error', (err) => this._shut(`socket error: ${err.message}`, 'PV_ERR_PCIE_LINK_DOWN', true));
     _socket.on('close', () => this._shut('socket closed', 'PV_ERR_PCIE_LINK_DOWN', false));
     // INVARIANT: queued before any 'data' event can run, so our hello is the first message we send.
-    this._sendHello(opts.hello, opts.helloTimeoutMs ?? 10_000);
+    this._hello.send(this._pending, opts.helloTimeoutMs ?? 10_000);
   }
 
   get isOpen(): boolean {
@@ -136,7 +131,7 @@ export class LinkConn {
 
   /** A name for log lines and errors: the peer's host name once known, else its address. */
   get label(): string {
-    return this.peer?.host ?? this._peerHello?.host ?? `${this._socket.remoteAddress}:${this._socket.remotePort}`;
+    return this.peer?.host ?? this._hello.received?.host ?? `${this._socket.remoteAddress}:${this._socket.remotePort}`;
   }
 
   /** Sends a request and resolves with its answer (an error answer rejects with its typed error). */
@@ -150,18 +145,17 @@ export class LinkConn {
     if (type === 'hello') throw pvError('PV_ERR_INVALID_ARG', 'hello is sent by the link itself');
     await this.handshake;
     return new Promise((resolve, reject) => {
-      const id = this._nextId();
       const p: Pending = { type, resolve: (b, k) => resolve({ body: b as T, bulk: k }), reject, timer: undefined };
-      this._pending.set(id, p);
+      const id = this._pending.add(p);
       const out = this._writer.send({ id, kind: LinkKind.REQUEST, type, body, bulkLen: bulk?.length ?? 0 }, bulk);
-      out.done.catch((err) => this._settle(id, undefined, err));
+      out.done.catch((err) => this._pending.settle(id, undefined, err));
       p.timer = setTimeout(() => {
-        this._settle(
+        this._pending.settle(
           id,
           undefined,
           pvError('PV_ERR_TIMEOUT', `${type} request to ${this.label} got no answer in ${timeoutMs} ms`),
         );
-        this._expire(id);
+        this._pending.expire(id);
         out.cancel();
       }, timeoutMs);
     });
@@ -226,42 +220,19 @@ export class LinkConn {
   private _onMessage(m: ReadMessage): void {
     const { msg } = m;
     // A handler may have closed the link while the rest of a socket read is still being parsed.
-    if (this._refusing || !this.isOpen) return;
+    if (this._hello.refusing || !this.isOpen) return;
     if (msg.kind === LinkKind.RESPONSE) {
-      this._onResponse(m);
+      this._pending.answer(m);
       return;
     }
-    if (!this._peerHello) {
-      if (msg.kind !== LinkKind.REQUEST || msg.type !== 'hello') {
-        throw pvError('PV_ERR_LINK_FRAME', `first message is a ${msg.type} ${kindName(msg.kind)}, not a hello request`);
-      }
-      this._onPeerHello(msg.id, msg.body as unknown as HelloMsg);
-      return;
-    }
-    if (!this.peer)
-      throw pvError('PV_ERR_LINK_FRAME', `${msg.type} ${kindName(msg.kind)} before the hello exchange ended`);
+    // Until the hello exchange ended, every request or notice belongs to it (or breaks it).
+    if (this._hello.take(msg)) return;
     if (!this._started || this._held.length > 0) {
       this._held.push(m);
       this._updatePause();
       return;
     }
     this._dispatch(m);
-  }
-
-  private _onResponse({ msg, bulk }: ReadMessage): void {
-    const p = this._pending.get(msg.id);
-    if (!p) {
-      // A late answer to a request that timed out is dropped; any other unknown id breaks the protocol.
-      if (this._expired.delete(msg.id)) return;
-      throw pvError('PV_ERR_LINK_FRAME', `response to unknown request id ${msg.id}`);
-    }
-    if (p.type !== msg.type) throw pvError('PV_ERR_LINK_FRAME', `${msg.type} response to ${p.type} request ${msg.id}`);
-    if (msg.errorCode !== '') {
-      const code: ErrorCode = isErrorCode(msg.errorCode) ? msg.errorCode : 'PV_ERR_BAD_REQUEST';
-      this._settle(msg.id, undefined, errorFromCode(code, msg.errorMessage || `${msg.errorCode} from ${this.label}`));
-    } else {
-      this._settle(msg.id, { body: msg.body, bulk });
-    }
   }
 
   private _dispatch({ msg, bulk }: ReadMessage): void {
@@ -317,83 +288,7 @@ export class LinkConn {
     else this._socket.resume();
   }
 
-  // ---- hello ----
-
-  private _sendHello(hello: HelloMsg, timeoutMs: number): void {
-    const id = this._nextId();
-    const timer = setTimeout(() => this._fail(`no hello answer within ${timeoutMs} ms`, 'PV_ERR_TIMEOUT'), timeoutMs);
-    this._pending.set(id, {
-      type: 'hello',
-      resolve: (body) => this._onHelloAnswer(body as HelloMsg),
-      reject: (err) => {
-        const code = (err as { code?: unknown }).code;
-        // The peer's refusal names its reason (`hello refused: …`).
-        this._fail(err.message, isErrorCode(code) ? code : 'PV_ERR_BAD_REQUEST');
-      },
-      timer,
-    });
-    this._writer.send({ id, kind: LinkKind.REQUEST, type: 'hello', body: hello, bulkLen: 0 }).done.catch(() => {});
-  }
-
-  private _onPeerHello(id: number, hello: HelloMsg): void {
-    const bad = checkHello(hello);
-    if (bad) {
-      // Tell the peer why, then close once that answer is flushed (or at once if it cannot be).
-      const why = `hello refused: ${bad}`;
-      this._writer
-        .send({
-          id,
-          kind: LinkKind.RESPONSE,
-          type: 'hello',
-          bulkLen: 0,
-          errorCode: 'PV_ERR_BAD_REQUEST',
-          errorMessage: why,
-        })
-        .done.catch(() => {})
-        .finally(() => this._fail(why, 'PV_ERR_BAD_REQUEST'));
-      this._refusing = true;
-      this._socket.pause();
-      return;
-    }
-    this._peerHello = hello;
-    this._writer
-      .send({ id, kind: LinkKind.RESPONSE, type: 'hello', body: this._hello, bulkLen: 0 })
-      .done.catch(() => {});
-  }
-
-  private _onHelloAnswer(answer: HelloMsg): void {
-    // INVARIANT: the peer sends its hello request before answering ours, and TCP keeps order.
-    const peer = this._peerHello;
-    if (!peer) throw pvError('PV_ERR_LINK_FRAME', 'hello answer before the peer hello request');
-    if (answer.host !== peer.host || answer.hostId !== peer.hostId || answer.version !== peer.version) {
-      throw pvError('PV_ERR_LINK_FRAME', `hello answer (${answer.host}) differs from the peer hello (${peer.host})`);
-    }
-    this.peer = peer;
-    this._handshakeDone(peer);
-  }
-
-  // ---- bookkeeping ----
-
-  private _nextId(): number {
-    do this._id = (this._id + 1) >>> 0;
-    while (this._id === 0 || this._pending.has(this._id) || this._expired.has(this._id));
-    return this._id;
-  }
-
-  /** Settles pending request `id` once (answer, error, timeout or link down). */
-  private _settle(id: number, ok: { body: unknown; bulk: Uint8Array | undefined } | undefined, err?: Error): void {
-    const p = this._pending.get(id);
-    if (!p) return;
-    this._pending.delete(id);
-    clearTimeout(p.timer);
-    if (ok) p.resolve(ok.body, ok.bulk);
-    else p.reject(err as Error);
-  }
-
-  private _expire(id: number): void {
-    this._expired.add(id);
-    if (this._expired.size > EXPIRED_IDS_KEPT) this._expired.delete(this._expired.values().next().value as number);
-  }
+  // ---- closing ----
 
   /** A protocol violation or failed hello: log, destroy the socket, close with `code`. */
   private _fail(reason: string, code: ErrorCode): void {
@@ -412,13 +307,9 @@ export class LinkConn {
     this._closeInfo = info;
     const down = pvError('PV_ERR_PCIE_LINK_DOWN', `host link to ${this.label} is down: ${info.reason}`);
     this._writer.close(down);
-    for (const id of [...this._pending.keys()]) this._settle(id, undefined, down);
+    this._pending.failAll(down);
     this._held.length = 0;
     this._handshakeFailed(down);
     this._resolveClosed(info);
   }
-}
-
-function kindName(kind: LinkKind): string {
-  return kind === LinkKind.REQUEST ? 'request' : kind === LinkKind.RESPONSE ? 'response' : 'notice';
 }

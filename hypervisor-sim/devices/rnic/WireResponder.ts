@@ -15,9 +15,11 @@
  *    in RTR/RTS/SQD → RETRY_EXC_ERR (the packet is dropped; the requester's retries run out);
  *  - remote_addr that is not a safe integer ≥ 0 is the address -1, exactly as a WQE decodes one
  *    (Wqe.safeAddr): the R_Key check fails it with REM_ACCESS_ERR, as on the local path.
- * Then the semantics are the local path's, except that `handle` NEVER waits: a SEND or
- * WRITE_WITH_IMM with no receive posted is answered `rnr` with the responder QP's
- * min_rnr_timer (µs), and the requester host backs off and retries (RemoteWire.ts).
+ * Then the semantics are the local path's. `handle` never waits: a SEND or WRITE_WITH_IMM with
+ * no receive posted is answered `rnr` with the responder QP's min_rnr_timer (µs), and the
+ * requester host backs off and retries (RemoteWire.ts). `handleWaiting` — what a host serves its
+ * links with — waits that timer asynchronously on the RQ doorbell first, as the local awaitRecv
+ * does, so a receive posted meanwhile is taken without another round trip.
  *
  * Requester-side counters (bytes, faults) belong to the requester's NIC on the other host,
  * which counts them there; the responder's own counters and CQEs are this host's.

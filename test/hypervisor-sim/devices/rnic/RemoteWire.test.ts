@@ -12,7 +12,7 @@ import {
   serveWireMailbox,
   WireArg,
   type WireSend,
-} from '../../../../hypervisor-sim/devices/rnic/RemoteWire.js';
+} from '../../../../hypervisor-sim/devices/rnic/WireMailbox.js';
 import { WireResponder } from '../../../../hypervisor-sim/devices/rnic/WireResponder.js';
 import { Host } from '../../../../hypervisor-sim/domain/Host.js';
 import { type MailboxServer, MailboxWord } from '../../../../hypervisor-sim/link/Mailbox.js';
