@@ -56,4 +56,6 @@ export interface FuzzTarget {
    * counters back to their base, the backend loop never threw) and tears the world down.
    */
   teardown(): Promise<readonly Violation[]>;
+  /** Optional counters of the run (reconnects, halts, mutator writes …) for the report. */
+  counters?(): Readonly<Record<string, number>>;
 }
