@@ -5,9 +5,17 @@
  * Connected read `sectors`, `sector-size`, `info`, `feature-flush-cache` and
  * `feature-max-indirect-segments` — all untrusted, parsed strictly.
  *
- * The device ends at the first disconnect: requests in flight are failed with
- * PV_ERR_DISCONNECTED (Linux requeues them on a new ring; pvio does not yet), the ring's grants
- * are ended once the backend unmapped them and its pages freed only then (XSA-396).
+ * A backend that goes away (its driver domain died or was restarted: the machine sees its
+ * directory vanish or go Closed) is reconnected to, as Linux `blkif_recover` does: the old ring
+ * is released (grants ended once the backend let go, XSA-396), every request in flight goes back
+ * on the queue, and when the new backend reaches InitWait a fresh ring is granted and published;
+ * on Connected the requeued requests are re-issued (new grants, new ids) and new ones go out.
+ * Each request settles exactly once. A new backend that publishes a different disk size or
+ * sector size is not the same disk: the device is killed (PV_ERR_DISCONNECTED).
+ *
+ * The device ends — every request queued or in flight fails with PV_ERR_DISCONNECTED and later
+ * ones fail at once — when it is unplugged (the toolstack removed our directory), closed,
+ * destroyed, or the machine gives up reconnecting (it goes Closing).
  */
 
 import {
@@ -23,6 +31,7 @@ import { type DomId, domId } from '../../protocol/Types.js';
 import { waitForPath } from '../../protocol/xenbus/control.js';
 import { XenbusDevice, type XenbusKeys } from '../../protocol/xenbus/XenbusDevice.js';
 import { frontendDir } from '../../protocol/xenbus/XenbusPaths.js';
+import { XenbusState } from '../../protocol/xenbus/XenbusState.js';
 import { endAccessDeferred } from '../grant/endAccessDeferred.js';
 import { BlkFront, type BlkFrontOptions, type BlkInfo } from './BlkFront.js';
 
@@ -92,37 +101,63 @@ export async function openBlkfront(hc: Hypercalls, opts: BlkConnectOptions = {})
   const dir = frontendDir(hc.domid, VBD_DEVICE_TYPE, devid);
   await withTimeout(waitForPath(hc.store, `${dir}/backend`), timeout, `waiting for ${dir}`);
   let front: BlkFront | undefined;
-  let setups = 0;
+  /** Set when the device is meant to end (close/destroy): a disconnect then is final. */
+  let ending = false;
   let released: Promise<number> | undefined;
+  const keysOf = (f: BlkFront): Record<string, string> => {
+    const keys: Record<string, string> = {
+      [BlkFrontendKey.EVENT_CHANNEL]: String(f.port),
+      [BlkFrontendKey.PROTOCOL]: BLKIF_PROTOCOL_X86_64,
+    };
+    if (f.ringOrder === 0) keys[BlkFrontendKey.RING_REF] = String(f.ringRefs[0]);
+    else {
+      keys[BlkFrontendKey.RING_PAGE_ORDER] = String(f.ringOrder);
+      f.ringRefs.forEach((ref, i) => {
+        keys[`ring-ref${i}`] = String(ref);
+      });
+    }
+    return keys;
+  };
+  const finish = async (f: BlkFront): Promise<void> => {
+    released ??= f.release((refs) => endAccessDeferred(hc.grant, refs));
+    await released;
+  };
   const dev = new XenbusDevice({
     role: 'frontend',
     store: hc.store,
     domid: hc.domid,
     type: VBD_DEVICE_TYPE,
     devid,
+    // Going Closing on our own (a fatal error, or reconnecting given up) ends the device.
+    onState: (state) => {
+      if (state === XenbusState.Closing && !ending) {
+        front?.kill(pvError('PV_ERR_DISCONNECTED', 'the vbd is closing: no backend to re-issue to'));
+      }
+    },
     hooks: {
       setup: () => {
-        if (setups++ > 0) throw pvError('PV_ERR_DISCONNECTED', 'the vbd backend went away');
-        front = new BlkFront(hc, backend, opts);
-        const keys: Record<string, string> = {
-          [BlkFrontendKey.EVENT_CHANNEL]: String(front.port),
-          [BlkFrontendKey.PROTOCOL]: BLKIF_PROTOCOL_X86_64,
-        };
-        if (front.ringOrder === 0) keys[BlkFrontendKey.RING_REF] = String(front.ringRefs[0]);
-        else {
-          keys[BlkFrontendKey.RING_PAGE_ORDER] = String(front.ringOrder);
-          front.ringRefs.forEach((ref, i) => {
-            keys[`ring-ref${i}`] = String(ref);
-          });
-        }
-        return keys;
+        if (front === undefined) front = new BlkFront(hc, backend, opts);
+        else front.attach();
+        return keysOf(front);
       },
       connected: (_dev, keys) => {
-        if (front) front.info = parseBlkInfo(keys);
+        if (front === undefined) return;
+        const info = parseBlkInfo(keys);
+        const was = front.info;
+        if (was !== undefined && (was.sectors !== info.sectors || was.sectorSize !== info.sectorSize)) {
+          const err = pvError('PV_ERR_DISCONNECTED', 'the vbd came back as a different disk');
+          front.kill(err);
+          throw err;
+        }
+        front.info = info;
+        front.resume();
       },
       disconnected: async () => {
-        if (front) released ??= front.release((refs) => endAccessDeferred(hc.grant, refs));
-        await released;
+        if (front === undefined) return;
+        // Our own directory gone (unplug) or the device closing: the end, fail what is left.
+        const plugged = !ending && (await hc.store.tryRead(`${dir}/backend`).catch(() => undefined)) !== undefined;
+        if (!plugged || front.dead) await finish(front);
+        else await front.detach((refs) => endAccessDeferred(hc.grant, refs));
       },
     },
   });
@@ -130,16 +165,22 @@ export async function openBlkfront(hc: Hypercalls, opts: BlkConnectOptions = {})
     await dev.start();
     await withTimeout(dev.whenConnected(), timeout, 'the vbd handshake');
   } catch (err) {
+    ending = true;
     await dev.destroy();
     throw err;
   }
   const f = front as BlkFront;
   return {
     front: f,
-    info: f.info as BlkInfo,
+    get info(): BlkInfo {
+      return f.info as BlkInfo;
+    },
     xenbus: dev,
     close: async () => {
+      ending = true;
       await dev.close();
+      // A device already stopped (unplugged) has released; one that never set up holds nothing.
+      await finish(f);
     },
   };
 }

@@ -13,6 +13,11 @@
  * object, its id must name a request in flight with the same generation and operation, and a
  * response producer beyond the published requests kills the ring (RING_RESPONSE_PROD_OVERFLOW).
  *
+ * Reconnect (BlkConnect.ts): `detach()` when the backend went away puts every request in flight
+ * back on the queue and lets the ring go, `attach()` grants a fresh ring and port for the next
+ * backend, `resume()` on Connected re-issues the queue (new grants, new ids: an answer to an old
+ * id is never taken). `release()` is the end: everything left fails with PV_ERR_DISCONNECTED.
+ *
  * Waiting: `wait(p)` drives the ring until `p` settles — poll, and when nothing came back, the
  * adaptive wait on the event channel (clear pending, final check, spin then sleep), or in
  * single-thread tests the `idle` hook that runs the backend instead.
@@ -69,10 +74,13 @@ export interface BlkFrontOptions {
 const MAX_ONE_PAGE_SEGMENTS = PAGE_SIZE / (BLKIF_SEG_WORDS * 4);
 
 export class BlkFront {
-  readonly ring: FrontRing;
-  readonly port: EvtchnPort;
-  readonly ringRefs: readonly GrantRef[];
+  /** The current ring, its grants and port: replaced by `attach()` after a backend restart. */
+  ring: FrontRing;
+  port: EvtchnPort;
+  ringRefs: readonly GrantRef[];
   readonly ringOrder: number;
+  /** Requests put back on the queue by `detach()` to be re-issued on the next ring. */
+  requeued = 0;
   /** Set when the backend is Connected. */
   info: BlkInfo | undefined;
   /** Responses the front threw away (unknown id, stale generation, wrong operation). */
@@ -82,7 +90,12 @@ export class BlkFront {
   /** Set when the ring broke or the device went away: every later call rejects with it. */
   dead: Error | undefined;
   private readonly _hc: Hypercalls;
-  private readonly _ringAddr: GuestPhysAddr;
+  private readonly _backend: DomId;
+  private _ringAddr: GuestPhysAddr;
+  /** A ring is allocated and granted (false between `detach()` and `attach()`). */
+  private _attached = true;
+  /** Requests may go onto the ring: the backend is (or is about to be) Connected. */
+  private _online = true;
   private readonly _shadows: BlkShadows;
   private readonly _rsp: BlkifResponse = { idLo: 0, idHi: 0, op: 0, status: 0 };
   private readonly _spin: number;
@@ -92,21 +105,31 @@ export class BlkFront {
   /** Allocates, initialises and grants the ring, the indirect pages and the event channel. */
   constructor(hc: Hypercalls, backend: DomId, opts: BlkFrontOptions = {}) {
     this._hc = hc;
+    this._backend = backend;
     this._spin = opts.spinBudget ?? 1000;
     this._idle = opts.idle;
     this._maxIndCap = Math.min(opts.maxIndirectSegments ?? MAX_ONE_PAGE_SEGMENTS, MAX_ONE_PAGE_SEGMENTS);
     this.ringOrder = opts.order ?? 0;
-    const pages = 1 << this.ringOrder;
-    this._ringAddr = hc.memory.allocPages(pages);
-    const view = hc.memory.view(this._ringAddr, ringBytes(this.ringOrder));
-    initSharedRing(view);
-    this.ring = new FrontRing(view, BLKIF_SLOT_SIZE);
-    const refs: GrantRef[] = [];
-    const first = gfnOf(this._ringAddr);
-    for (let i = 0; i < pages; i++) refs.push(hc.grant.grantAccess(backend, (first + i) as Gfn, false));
-    this.ringRefs = refs;
-    this.port = hc.evtchn.allocUnbound(backend);
+    const r = this._newRing();
+    this.ring = r.ring;
+    this._ringAddr = r.addr;
+    this.ringRefs = r.refs;
+    this.port = r.port;
     this._shadows = new BlkShadows(hc, backend, this.ring.size);
+  }
+
+  /** A fresh ring of `ringOrder`, granted to the backend, and a port allocated for it. */
+  private _newRing(): { ring: FrontRing; addr: GuestPhysAddr; refs: GrantRef[]; port: EvtchnPort } {
+    const hc = this._hc;
+    const pages = 1 << this.ringOrder;
+    const addr = hc.memory.allocPages(pages);
+    const view = hc.memory.view(addr, ringBytes(this.ringOrder));
+    initSharedRing(view);
+    const ring = new FrontRing(view, BLKIF_SLOT_SIZE);
+    const refs: GrantRef[] = [];
+    const first = gfnOf(addr);
+    for (let i = 0; i < pages; i++) refs.push(hc.grant.grantAccess(this._backend, (first + i) as Gfn, false));
+    return { ring, addr, refs, port: hc.evtchn.allocUnbound(this._backend) };
   }
 
   /** Reads `count` 512-byte sectors from `sector` into guest memory at `gpa` (512-aligned). */
@@ -135,7 +158,7 @@ export class BlkFront {
 
   /** Consumes every published response, settles its request, submits queued ones; returns how many. */
   poll(): number {
-    if (this.dead) return 0;
+    if (this.dead || !this._attached) return 0;
     let n = 0;
     try {
       while (this.ring.unconsumedResponses() > 0) {
@@ -169,8 +192,16 @@ export class BlkFront {
         continue;
       }
       if (performance.now() > deadline) throw pvError('PV_ERR_TIMEOUT', `no blkif response within ${timeoutMs} ms`);
+      if (!this._online) {
+        // Between rings (the backend went away): the xenbus machine runs on this thread's event
+        // loop, so give it the loop until it reconnects (or gives up and kills the device).
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        continue;
+      }
       this.waitOnce(deadline);
-      await Promise.resolve();
+      // A macrotask turn, not a microtask: store messages (a backend that died, a reconnect)
+      // arrive as events and must get through while the caller waits.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     return tracked;
   }
@@ -185,12 +216,50 @@ export class BlkFront {
   /** Ends the ring grants that ended, closes the port and frees the ring if it is free (after disconnect). */
   async release(endDeferred: (refs: readonly GrantRef[]) => Promise<GrantRef[]>): Promise<number> {
     this.kill(pvError('PV_ERR_DISCONNECTED', 'the vbd was disconnected'));
-    this._hc.evtchn.close(this.port);
-    const left = await endDeferred([...this.ringRefs, ...this._shadows.heldRefs()]);
-    const ringLeft = left.filter((r) => this.ringRefs.includes(r));
-    if (ringLeft.length === 0) this._hc.memory.freePages(this._ringAddr, 1 << this.ringOrder);
+    const ringRefs = this._attached ? [...this.ringRefs] : [];
+    if (this._attached) this._hc.evtchn.close(this.port);
+    this._attached = false;
+    const left = await endDeferred([...ringRefs, ...this._shadows.heldRefs()]);
+    const ringLeft = left.filter((r) => ringRefs.includes(r));
+    if (ringRefs.length > 0 && ringLeft.length === 0) this._hc.memory.freePages(this._ringAddr, 1 << this.ringOrder);
     if (left.length === ringLeft.length) this._shadows.freePages();
     return left.length;
+  }
+
+  /**
+   * The backend went away but the device will reconnect (blkfront `blkif_recover`): stop
+   * submitting, put every request in flight back on the queue (BlkShadows.requeueAll), close the
+   * port and end the ring's grants; the ring's pages are freed only if every grant ended (a page
+   * a backend may still write is never reused, XSA-396). Returns the ring grants still held.
+   */
+  async detach(endDeferred: (refs: readonly GrantRef[]) => Promise<GrantRef[]>): Promise<number> {
+    if (!this._attached || this.dead) return 0;
+    this._online = false;
+    this._attached = false;
+    this.requeued += this._shadows.requeueAll();
+    this._hc.evtchn.close(this.port);
+    const left = await endDeferred(this.ringRefs);
+    if (left.length === 0) this._hc.memory.freePages(this._ringAddr, 1 << this.ringOrder);
+    return left.length;
+  }
+
+  /** A new ring and port for the next backend (after `detach()`); requests wait for `resume()`. */
+  attach(): void {
+    if (this.dead) throw this.dead;
+    if (this._attached) throw pvError('PV_ERR_INVALID_ARG', 'the vbd ring is still attached');
+    const r = this._newRing();
+    this.ring = r.ring;
+    this._ringAddr = r.addr;
+    this.ringRefs = r.refs;
+    this.port = r.port;
+    this._attached = true;
+  }
+
+  /** The backend is Connected on the current ring: re-issue what was requeued, then go on. */
+  resume(): void {
+    if (this.dead || !this._attached) return;
+    this._online = true;
+    this._submitQueued();
   }
 
   private _io(op: BlkOp, sector: number, count: number, gpa: GuestPhysAddr): Promise<void> {
@@ -236,6 +305,7 @@ export class BlkFront {
 
   /** Moves queued requests onto the ring while slots are free, then publishes and notifies. */
   private _submitQueued(): void {
+    if (!this._online) return;
     let any = false;
     while (this._shadows.queued > 0 && !this.ring.isFull()) {
       const w = this.ring.nextRequestSlot();

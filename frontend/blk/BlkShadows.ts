@@ -40,6 +40,8 @@ interface Shadow {
   /** The operation byte on the wire (INDIRECT for an indirect request). */
   wireOp: number;
   refs: GrantRef[];
+  /** The request as queued (frames, not grants): what a reconnect re-issues. */
+  req: Queued | undefined;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -62,7 +64,7 @@ export class BlkShadows {
   ) {
     this._indAddr = _hc.memory.allocPages(size);
     for (let i = 0; i < size; i++) {
-      this._shadows.push({ busy: false, gen: 0, wireOp: 0, refs: [], resolve: noop, reject: noop });
+      this._shadows.push({ busy: false, gen: 0, wireOp: 0, refs: [], req: undefined, resolve: noop, reject: noop });
       // Popped from the end: entry 0 goes out first.
       this._free.push(size - 1 - i);
     }
@@ -138,6 +140,7 @@ export class BlkShadows {
     }
     sh.busy = true;
     sh.refs = refs;
+    sh.req = q;
     sh.resolve = q.resolve;
     sh.reject = q.reject;
     this._inFlight++;
@@ -156,6 +159,7 @@ export class BlkShadows {
     this._inFlight--;
     this._endRefs(sh.refs);
     sh.refs = [];
+    sh.req = undefined;
     this._free.push(idLo);
     const { resolve, reject } = sh;
     sh.resolve = noop;
@@ -166,6 +170,35 @@ export class BlkShadows {
     return true;
   }
 
+  /**
+   * The ring is gone but the device will reconnect (Linux `blkif_recover`): every request in
+   * flight goes back to the head of the queue, unsettled, to be granted afresh and re-issued on
+   * the next ring. Its old grants are ended (deferred while the dead backend's mappings are still
+   * being torn down). Its shadow's generation moves on at re-submission, so an answer to the old
+   * id can never settle it: each request settles exactly once. Returns how many were requeued.
+   */
+  requeueAll(): number {
+    const back: Queued[] = [];
+    for (let i = 0; i < this._shadows.length; i++) {
+      const sh = this._shadows[i];
+      if (!sh.busy) continue;
+      sh.busy = false;
+      this._endRefs(sh.refs);
+      sh.refs = [];
+      back.push(sh.req as Queued);
+      sh.req = undefined;
+      sh.resolve = noop;
+      sh.reject = noop;
+      this._free.push(i);
+    }
+    this._inFlight = 0;
+    if (back.length > 0) {
+      this._queue.splice(0, this._queueHead, ...back);
+      this._queueHead = 0;
+    }
+    return back.length;
+  }
+
   /** Rejects everything queued or in flight; in-flight grants go to the deferred list. */
   failAll(err: Error): void {
     for (const sh of this._shadows) {
@@ -173,6 +206,7 @@ export class BlkShadows {
       sh.busy = false;
       this._deferred.push(...sh.refs);
       sh.refs = [];
+      sh.req = undefined;
       sh.reject(err);
     }
     this._inFlight = 0;

@@ -220,7 +220,9 @@ export class Host {
       this.store.removeDomain(id);
       throw err;
     }
-    const domain = new Domain(id, spec.name, memory, worker, this._echo, () => this._teardown(id));
+    // Read now: a Worker's threadId is -1 once it has exited, and teardown needs it.
+    const threadId = worker.threadId;
+    const domain = new Domain(id, spec.name, memory, worker, this._echo, () => this._teardown(id, threadId));
     if (wireMailbox !== undefined) this._onWireMailbox?.(id, wireMailbox);
     this._domains.set(id, domain);
     this._broadcast({ type: 'domain-added', domid: id, buffer: memory.buffer }, id);
@@ -289,8 +291,10 @@ export class Host {
   }
 
   /** Called once when a domain's worker has exited for any reason. */
-  private _teardown(id: DomId): void {
+  private _teardown(id: DomId, threadId: number): void {
     this._domains.delete(id);
+    // A thread killed inside a NIC critical section leaves the fabric lock held: break it first.
+    this.devices.breakLocksOfThread(threadId);
     // Its thread is gone: release the devices it owned and revoke extents on its memory first.
     this.devices.release(id);
     this.evtchn.closeDomain(id);

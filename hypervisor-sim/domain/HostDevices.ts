@@ -23,7 +23,8 @@ import { type AccelSpec, type HostAccel, HostAccels } from '../devices/accel/Hos
 import { type NvmeConfig, NvmeDevice, type NvmeState } from '../devices/nvme/NvmeDevice.js';
 import { functionReset } from '../devices/rnic/FunctionReset.js';
 import { type RnicConfig, RnicDevice, type RnicState } from '../devices/rnic/RnicDevice.js';
-import { RnicFabric, WIRE_IDEAL, type WireProfile } from '../devices/rnic/RnicFabric.js';
+import { FabricWord, RnicFabric, WIRE_IDEAL, type WireProfile } from '../devices/rnic/RnicFabric.js';
+import { breakLocksOf } from '../grant/EntryLock.js';
 import { IommuContext, type IommuDescriptor, type IommuMode } from '../iommu/IommuContext.js';
 import { MemoryDirectory } from '../memory/MemoryDirectory.js';
 import type { FabricProfileName } from '../pcie/Profiles.js';
@@ -349,6 +350,18 @@ export class HostDevices {
       lent: this._lending?.workerData(pci, runsEngine),
       accels: this._accels.workerData(pci),
     };
+  }
+
+  /**
+   * A domain's thread was terminated, possibly inside a NIC command or WR (an inline engine runs
+   * in the thread that rings the doorbell, under the host's fabric lock): break the fabric lock
+   * if that thread held it, or the reset below and every other NIC user would wait forever. The
+   * owner tag is RnicFabric's LOCK_OWNER of that thread, `(threadId % 0xfffe) + 1`. Call only
+   * once the thread has exited. Returns how many locks were broken (0 or 1).
+   */
+  breakLocksOfThread(threadId: number): number {
+    if (threadId < 0) return 0;
+    return breakLocksOf(new Int32Array(this.fabricLock), FabricWord.LOCK, 1, 1, (threadId % 0xfffe) + 1);
   }
 
   /**
