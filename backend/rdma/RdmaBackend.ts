@@ -9,8 +9,9 @@
  *    owned names are honoured), builds the guest's session and serves both rings (plus, in copy
  *    mode, its completion poller); publishes the chosen NIC's `port-id` with Connected;
  *  - disconnect (frontend closed, unplug, or the guest died and the toolstack removed the
- *    directory): stops serving, destroys everything the guest had on the NIC and unmaps every
- *    grant (GuestSession.destroy).
+ *    directory): stops serving; if the guest lives on (unplug), moves its QPs to ERR so every WR
+ *    still outstanding completes with WR_FLUSH_ERR in its CQ; then destroys everything the guest had on
+ *    the NIC and unmaps every grant (GuestSession.destroy).
  * A ring the guest corrupts (producer overflow) is halted by the RingServer; the others go on.
  * Doorbells are rung once per round by a poller installed first, so posts of a round are batched.
  */
@@ -19,8 +20,14 @@ import protobuf from 'protobufjs';
 import { pvError } from '../../protocol/errors.js';
 import type { GrantMapping, Hypercalls } from '../../protocol/Hypercalls.js';
 import { CtrlCodec } from '../../protocol/rdma/pv/CtrlCodec.js';
-import { PV_CTRL_SLOT_SIZE, PV_DATA_RING_ORDER, PV_DATA_SLOT_SIZE } from '../../protocol/rdma/pv/PvConstants.js';
+import {
+  PV_CTRL_SLOT_SIZE,
+  PV_DATA_RING_ORDER,
+  PV_DATA_SLOT_SIZE,
+  VRDMA_DEVICE_TYPE,
+} from '../../protocol/rdma/pv/PvConstants.js';
 import { formatBackendInfo, parseFrontendKeys } from '../../protocol/rdma/pv/VrdmaKeys.js';
+import { QpAttrMask, QpState } from '../../protocol/rdma/Verbs.js';
 import { BackRing } from '../../protocol/ring/BackRing.js';
 import { type DomId, type EvtchnPort, evtchnPort, type GrantRef, grantRef } from '../../protocol/Types.js';
 import type { BackendHooks } from '../../protocol/xenbus/XenbusDevice.js';
@@ -72,6 +79,8 @@ export interface RdmaBackendStats {
   dataRequests: number;
   dataRejects: number;
   deferrals: number;
+  /** Doorbell rounds a NIC refused (it went away: a lent NIC returned by force). */
+  doorbellErrors: number;
 }
 
 /** The backend service; see the file comment. */
@@ -88,12 +97,14 @@ export class RdmaBackend {
     dataRequests: 0,
     dataRejects: 0,
     deferrals: 0,
+    doorbellErrors: 0,
   };
   private readonly _codec = new CtrlCodec(protobuf);
   private readonly _conns = new Map<string, Connection>();
   private readonly _default: ServedNic;
   private readonly _featureCopy: boolean;
   private readonly _log: (line: string) => void;
+  private readonly _doorbellLogged = new Set<string>();
 
   constructor(
     private readonly _hc: Hypercalls,
@@ -120,7 +131,22 @@ export class RdmaBackend {
     // queues first (Doorbells.ts).
     _server.addPoller({
       poll: () => {
-        doorbells.flush();
+        try {
+          doorbells.flush();
+        } catch (err) {
+          // A NIC that went away under us (a lent NIC returned by force: PV_ERR_LEND_REVOKED)
+          // refuses its doorbells. That must not end the serving loop (every guest of this
+          // domain would lose its backend): ring the other NICs one by one, count it, go on.
+          // The guests of that NIC see their WRs flushed and later ones refused (error WCs).
+          this._doorbellFault(err);
+          for (const n of this.nics) {
+            try {
+              n.driver.flush();
+            } catch (e) {
+              this._doorbellFault(e);
+            }
+          }
+        }
         return 0;
       },
       outstanding: () => false,
@@ -150,9 +176,27 @@ export class RdmaBackend {
         this._log(`rdma backend: dom${front}/${devid} connected (${conn.session.mode} on ${conn.session.nic.name})`);
         return { 'port-id': String(conn.session.driver.portId) };
       },
-      disconnect: () => this._disconnect(key),
+      disconnect: async () => {
+        // Flush only for a guest that lives on: the toolstack unplugged its device (its device
+        // directory is gone, its domain is not). A dead guest's pages are not written at all.
+        const st = this._hc.store;
+        const alive = (await st.tryRead(`/local/domain/${front}`).catch(() => undefined)) !== undefined;
+        const unplugged =
+          (await st.tryRead(`/local/domain/${front}/device/${VRDMA_DEVICE_TYPE}/${devid}`).catch(() => '')) ===
+          undefined;
+        this._disconnect(key, alive && unplugged);
+      },
     };
   };
+
+  /** Counts a refused doorbell; logs the first of each kind. */
+  private _doorbellFault(err: unknown): void {
+    this.stats.doorbellErrors++;
+    const msg = err instanceof Error ? err.message : String(err);
+    if (this._doorbellLogged.has(msg)) return;
+    this._doorbellLogged.add(msg);
+    this._log(`rdma backend: a doorbell was refused, serving goes on: ${msg}`);
+  }
 
   /** Disconnects every frontend (shutdown). */
   close(): void {
@@ -214,7 +258,31 @@ export class RdmaBackend {
     }
   }
 
-  private _disconnect(key: string): void {
+  /**
+   * A live guest's device unplugged: before the QPs are destroyed (DESTROY_QP drops outstanding
+   * WRs without a completion), move each to ERR: the NIC completes every WR still outstanding with WR_FLUSH_ERR, so a frontend
+   * that is unplugged while it waits for a WR sees it fail instead of waiting for ever. In
+   * zero-copy mode the CQEs land in the guest's own CQ ring (still mapped); in copy mode one last
+   * drain of the device CQs copies them there. Returns the errors met (never throws).
+   */
+  private _flushQps(s: GuestSession): string[] {
+    const errors: string[] = [];
+    for (const [h, qp] of s.qps.entries()) {
+      try {
+        s.driver.modifyQp(qp.qpn, { qpState: QpState.ERR }, QpAttrMask.STATE);
+      } catch (err) {
+        errors.push(`QP ${h} to ERR: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    try {
+      s.copy?.poll();
+    } catch (err) {
+      errors.push(`last copy-mode drain: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return errors;
+  }
+
+  private _disconnect(key: string, flush = false): void {
     const c = this._conns.get(key);
     if (c === undefined) return;
     this._conns.delete(key);
@@ -222,7 +290,8 @@ export class RdmaBackend {
     if (c.pollerId !== undefined) this._server.removePoller(c.pollerId);
     const s = c.session;
     for (const [k, v] of Object.entries(s.counters) as [keyof typeof s.counters, number][]) this.stats[k] += v;
-    const errors = s.destroy();
+    const errors = flush ? this._flushQps(s) : [];
+    errors.push(...s.destroy());
     this.stats.teardownErrors += errors.length;
     for (const e of errors) this._log(`rdma backend: teardown of dom${s.front}: ${e}`);
     const hc = this._hc;
