@@ -100,10 +100,21 @@ const COMMANDS: Record<string, Command> = {
       'pvio blk_bw [--rw read|write] [--bs 128k] [--iodepth 16] [-n ITERS | --runtime SECS] [--mode paravirt,passthrough,native] [--size 64m] [--backing-file PATH] [--placement local|lent] [--fabric ideal|pcie3-x8-ntb] [--no-prefill] [--spin-us N] [--json]',
     run: async (argv) => (await import('../bench/blk/BlkCommand.js')).blkMain('blk_bw', argv),
   },
+  fuzz: {
+    summary:
+      'adversarial guests against a backend in one process: invariant checks, failure signatures, reproducer seeds',
+    usage: 'pvio fuzz --backend rdma|blk|all --seconds N [--seed S] [--cases N] [--json]',
+    run: async (argv) => (await import('./fuzz.js')).fuzzMain(argv),
+  },
   'ring-bench': {
     summary: 'ring ping-pong and throughput over real Workers, beside in-run hand-off floors',
     usage: 'pvio ring-bench [--pingpong N] [--throughput N] [--spin POLLS] [--json]',
     run: async (argv) => (await import('../bench/ring.bench.js')).ringBenchMain(argv),
+  },
+  fairness: {
+    summary: "a neighbour's throughput beside a flooding guest (ring always full, event kicks) over alone, per backend",
+    usage: 'pvio fairness [--backend rdma|blk] [--seconds N] [--repeat N] [--batch-limit N] [--json]',
+    run: async (argv) => (await import('../bench/fairness/Fairness.js')).fairnessMain(argv),
   },
 };
 

@@ -2,13 +2,21 @@
  * The driver domain's ring-serving loop: one thread serves every connected frontend's ring.
  *
  * Per round it takes at most `batchLimit` requests from each ring (bounded work per ring per
- * round, so one flooding guest cannot starve a neighbour), copies each request out of the
- * shared slot once before the handler sees it (XSA-155), lets the handler write the response
- * slot, and publishes responses with push-and-check-notify. When no ring has work it re-arms
- * every ring's `req_event` with the final check and sleeps on the domain's wake word (spin
- * budget first). A ring whose frontend violates the protocol (producer overflow, XSA-39) is
- * halted and reported; the others go on. The loop yields to the event loop regularly so store
- * watches and control messages are delivered.
+ * round), in passes of at most `quantum` requests per ring, publishing each ring's responses
+ * after every pass: a request that lands on a quiet ring while a neighbour's ring is full waits
+ * behind one pass (`quantum` requests of each busy ring), not behind the neighbour's whole
+ * batch, and its response goes out at once (XSA-332/392: a flooding guest cannot starve a
+ * neighbour). The notify the frontend asked for (rsp_event) is sent as soon as its ring is
+ * empty, else at the end of the round: a ring kept full costs one notify per round. After a
+ * pass in which more than one ring had work, the pollers run too (an RDMA backend's doorbells
+ * are a poller), so the quiet guest's work reaches the device without waiting for the
+ * flooder's batch; a ring served alone keeps whole-round batching. Each request is copied out
+ * of the shared slot once before the handler sees it (XSA-155), and the handler writes the
+ * response slot. When no ring has work it re-arms every ring's `req_event` with the final
+ * check and sleeps on the domain's wake word (spin budget first). A ring whose frontend
+ * violates the protocol (producer overflow, XSA-39) is halted and reported; the others go on.
+ * The loop yields to the event loop regularly so store watches and control messages are
+ * delivered.
  */
 
 import { type ErrorCode, PvError } from '../../protocol/errors.js';
@@ -40,6 +48,8 @@ export type FatalHandler = (code: ErrorCode, message: string) => void;
 export interface RingServerOptions {
   /** Most requests taken from one ring per round. */
   readonly batchLimit?: number;
+  /** Most requests taken from one ring per pass of a round (default 1; `batchLimit`: no interleaving). */
+  readonly quantum?: number;
   /** Polls of the wake word before sleeping. */
   readonly spinBudget?: number;
   /** Longest sleep before yielding to the event loop (ms). */
@@ -57,6 +67,10 @@ interface ServedRing {
   dead: boolean;
   /** A consumed request whose handler deferred it; offered again before anything else. */
   deferred: boolean;
+  /** Requests taken in the current round. */
+  taken: number;
+  /** The frontend asked for a notify (rsp_event passed) that was held back until the round ends. */
+  owesNotify: boolean;
 }
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -67,17 +81,22 @@ export class RingServer {
   private _nextId = 1;
   private _running = false;
   private readonly _batchLimit: number;
+  private readonly _quantum: number;
   private readonly _spinBudget: number;
   private readonly _idleTimeoutMs: number;
   private readonly _yieldEvery: number;
-  /** Rounds served, sleeps taken (and how many ended by timeout), rings halted, requests served. */
-  readonly stats = { rounds: 0, sleeps: 0, idleTimeouts: 0, halted: 0, requests: 0 };
+  /**
+   * Rounds served, sleeps taken (and how many ended by timeout), rings halted, requests served,
+   * passes in which more than one ring had work (each ran the pollers early).
+   */
+  readonly stats = { rounds: 0, sleeps: 0, idleTimeouts: 0, halted: 0, requests: 0, contendedPasses: 0 };
 
   constructor(
     private readonly _evtchn: EvtchnOps,
     opts: RingServerOptions = {},
   ) {
     this._batchLimit = opts.batchLimit ?? 64;
+    this._quantum = Math.max(1, Math.min(opts.quantum ?? 1, this._batchLimit));
     this._spinBudget = opts.spinBudget ?? 1000;
     this._idleTimeoutMs = opts.idleTimeoutMs ?? 20;
     this._yieldEvery = opts.yieldEvery ?? 1024;
@@ -94,6 +113,8 @@ export class RingServer {
       priv: new Int32Array(ring.slotWords),
       dead: false,
       deferred: false,
+      taken: 0,
+      owesNotify: false,
     });
     // Wake the loop so it picks the new ring up even if it is asleep.
     this._evtchn.kickSelf();
@@ -123,16 +144,42 @@ export class RingServer {
     return this._rings.size;
   }
 
-  /** One round over all rings; returns the number of requests served. */
+  /** One round over all rings, in passes (see the file comment); returns the work done. */
   serveOnce(): number {
-    let work = 0;
-    for (const r of this._rings.values()) {
-      if (!r.dead) work += this._serveRing(r);
+    let requests = 0;
+    let polled = 0;
+    for (const r of this._rings.values()) r.taken = 0;
+    for (;;) {
+      let pass = 0;
+      let active = 0;
+      for (const r of this._rings.values()) {
+        if (r.dead || r.taken >= this._batchLimit) continue;
+        const n = this._serveRing(r, Math.min(this._quantum, this._batchLimit - r.taken));
+        // An empty ring is looked at again next pass (a quiet guest's request may land meanwhile);
+        // a stalled one (deferred) is retried next round, not once per pass.
+        r.taken = n === 0 && r.deferred ? this._batchLimit : r.taken + n;
+        pass += n;
+        if (n > 0) active++;
+      }
+      if (pass === 0) break;
+      requests += pass;
+      if (active > 1) {
+        // Contended: let the device see this pass's work now, not after the busiest ring's batch.
+        this.stats.contendedPasses++;
+        for (const p of this._pollers.values()) polled += p.poll();
+      }
     }
-    for (const p of this._pollers.values()) work += p.poll();
+    for (const r of this._rings.values()) {
+      if (!r.owesNotify || r.dead) continue;
+      // Stage ledger: the notify is ring work, as in `_serveRing`.
+      const prev = stages.enter(Stage.RING);
+      this._notify(r);
+      stages.enter(prev);
+    }
+    for (const p of this._pollers.values()) polled += p.poll();
     this.stats.rounds++;
-    this.stats.requests += work;
-    return work;
+    this.stats.requests += requests + polled;
+    return requests + polled;
   }
 
   /** Serves until `stop()`; resolves when stopped. */
@@ -196,7 +243,7 @@ export class RingServer {
    * responses and the notify are RING; the handler runs in the caller's stage (HOME: backend),
    * with its own GRANT / DEVICE sections. Looking at an empty ring is part of the serving loop.
    */
-  private _serveRing(r: ServedRing): number {
+  private _serveRing(r: ServedRing, max: number): number {
     const ring = r.ring;
     let done = 0;
     let prev = Stage.HOME;
@@ -215,7 +262,7 @@ export class RingServer {
         prev = stages.enter(Stage.RING);
         entered = true;
       }
-      if (n > this._batchLimit - done) n = this._batchLimit - done;
+      if (n > max - done) n = max - done;
       for (let i = 0; i < n; i++) {
         ring.copyRequest(r.priv);
         if (!this._answer(r, prev)) {
@@ -227,7 +274,11 @@ export class RingServer {
       if (done === 0) return 0;
       ring.counters.batches++;
       ring.counters.batchedItems += done;
-      if (ring.pushResponses()) this._evtchn.notify(r.port);
+      if (ring.pushResponses()) r.owesNotify = true;
+      // A guest with nothing left on its ring is waiting for us: tell it now. One that keeps its
+      // ring full has work in flight and hears at the end of the round, so a flood of requests
+      // costs one notify per round, not one per pass.
+      if (r.owesNotify && ring.unconsumedRequests() === 0) this._notify(r);
       return done;
     } catch (err) {
       // Handlers answer bad requests with error statuses; a throw here is a protocol violation
@@ -252,6 +303,11 @@ export class RingServer {
     if (!ok) return false;
     r.ring.commitResponse();
     return true;
+  }
+
+  private _notify(r: ServedRing): void {
+    r.owesNotify = false;
+    this._evtchn.notify(r.port);
   }
 
   private _halt(r: ServedRing, err: unknown): void {

@@ -1,0 +1,128 @@
+/**
+ * The fairness benchmark's neighbour: an honest guest doing one small I/O at a time (queue depth
+ * `iodepth`, default 1) for `seconds` and counting them — a 4 KiB random read of its vbd (blk)
+ * or a 4 KiB RDMA WRITE over a QP looped back to itself on its NIC (rdma; no peer needed, the
+ * data still goes guest → backend → NIC → guest memory). Alone, or beside a flooder: with `ctl`
+ * it waits for the flood to be on before timing, reads the flooder's counter at both ends of
+ * its timed phase, and tells the flooder to stop when done.
+ */
+
+import { openBlock } from '../../frontend/blk/Block.js';
+import * as ibv from '../../frontend/verbs/index.js';
+import { pvError } from '../../protocol/errors.js';
+import type { DomainEnv } from '../../protocol/Program.js';
+import { Access, emptyWc, SendFlags, WcStatus, WrOpcode, wcStatusName } from '../../protocol/rdma/Verbs.js';
+import { type GuestPhysAddr, PAGE_SIZE } from '../../protocol/Types.js';
+import { FairWord, waitWord } from './Control.js';
+
+/** Arguments of the program. */
+export interface NeighbourArgs {
+  readonly backend: 'blk' | 'rdma';
+  readonly seconds: number;
+  readonly iodepth?: number;
+  /** The control record shared with a flooder (absent: the neighbour runs alone). */
+  readonly ctl?: SharedArrayBuffer;
+}
+
+/** What the program returns. */
+export interface NeighbourResult {
+  readonly ios: number;
+  readonly seconds: number;
+  /** The flooder's completed operations during the timed phase (0 alone). */
+  readonly floodOps: number;
+}
+
+const IO_BYTES = 4096;
+const WARMUP = 50;
+
+/** Runs `io` (one operation, resolved when complete) `iodepth`-deep for `seconds`. */
+async function timed(a: NeighbourArgs, io: (lane: number) => Promise<void>): Promise<NeighbourResult> {
+  const ctl = a.ctl === undefined ? undefined : new Int32Array(a.ctl);
+  for (let i = 0; i < WARMUP; i++) await io(0);
+  if (ctl !== undefined && !(await waitWord(ctl, FairWord.FLOODING, 30_000))) {
+    throw pvError('PV_ERR_TIMEOUT', 'the flooder never filled its ring');
+  }
+  // ORDERING: seq-cst load of the flooder's counter (it adds with Atomics.add).
+  const f0 = ctl === undefined ? 0 : Atomics.load(ctl, FairWord.FLOOD_OPS);
+  if (ctl !== undefined) Atomics.store(ctl, FairWord.TIMING, 1);
+  let ios = 0;
+  const t0 = performance.now();
+  const end = t0 + a.seconds * 1000;
+  const lane = async (k: number): Promise<void> => {
+    while (performance.now() < end) {
+      await io(k);
+      ios++;
+    }
+  };
+  await Promise.all(Array.from({ length: a.iodepth ?? 1 }, (_, k) => lane(k)));
+  const seconds = (performance.now() - t0) / 1000;
+  // ORDERING: seq-cst load, then publish DONE so the flooder stops.
+  const f1 = ctl === undefined ? 0 : Atomics.load(ctl, FairWord.FLOOD_OPS);
+  if (ctl !== undefined) Atomics.store(ctl, FairWord.DONE, 1);
+  return { ios, seconds, floodOps: f1 - f0 };
+}
+
+async function blk(env: DomainEnv, a: NeighbourArgs): Promise<NeighbourResult> {
+  const dev = await openBlock(env);
+  try {
+    const per = IO_BYTES / dev.sectorSize;
+    const slots = Math.floor(dev.sectors / per);
+    const bufs = Array.from({ length: a.iodepth ?? 1 }, () => env.hypercalls.memory.allocPages(1));
+    let x = 0x2545f491;
+    const next = (): number => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return ((x >>> 0) % slots) * per;
+    };
+    return await timed(a, (k) => dev.wait(dev.read(next(), per, bufs[k])));
+  } finally {
+    await dev.close();
+  }
+}
+
+async function rdma(env: DomainEnv, a: NeighbourArgs): Promise<NeighbourResult> {
+  const ctx = await ibv.openDevice(env);
+  try {
+    const depth = a.iodepth ?? 1;
+    const pd = ibv.allocPd(ctx);
+    const bytes = 2 * depth * IO_BYTES;
+    const buf = ctx.allocBuffer(bytes);
+    const mr = ibv.regMr(pd, buf, bytes, Access.LOCAL_WRITE | Access.REMOTE_WRITE);
+    const cq = ibv.createCq(ctx, 2 * depth);
+    const cap = { maxSendWr: depth, maxRecvWr: 1, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 };
+    const qp = ibv.createQp(pd, { sendCq: cq, recvCq: cq, cap });
+    ibv.connectRcQp(qp, { destQpNum: qp.qpNum, dlid: ctx.portId }, mr.access);
+    const wcs = [emptyWc()];
+    const done = new Set<number>();
+    // One WRITE per lane: from the lane's first page to its second (same MR, through the NIC).
+    const io = async (k: number): Promise<void> => {
+      const src = (buf + 2 * k * PAGE_SIZE) as GuestPhysAddr;
+      ibv.postSend(qp, {
+        wrId: k,
+        opcode: WrOpcode.RDMA_WRITE,
+        sendFlags: SendFlags.SIGNALED,
+        sgList: [{ addr: src, length: IO_BYTES, lkey: mr.lkey }],
+        remoteAddr: src + PAGE_SIZE,
+        rkey: mr.rkey,
+      });
+      while (!done.delete(k)) {
+        if (ibv.pollCq(cq, 1, wcs) === 0) {
+          ibv.waitCq(cq, { timeoutMs: 1000 });
+          continue;
+        }
+        if (wcs[0].status !== WcStatus.SUCCESS) throw pvError('PV_ERR_RDMA_BAD_STATE', wcStatusName(wcs[0].status));
+        done.add(wcs[0].wrId);
+        if (depth > 1) await Promise.resolve();
+      }
+    };
+    return await timed(a, io);
+  } finally {
+    await ibv.closeDevice(ctx);
+  }
+}
+
+export default async function main(env: DomainEnv): Promise<NeighbourResult> {
+  const a = env.args as unknown as NeighbourArgs;
+  return a.backend === 'rdma' ? rdma(env, a) : blk(env, a);
+}
