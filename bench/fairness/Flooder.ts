@@ -163,7 +163,10 @@ async function rdma(env: DomainEnv, a: FlooderArgs, ctl: Int32Array): Promise<Fl
         for (let k = 0; k < KICKS_PER_TURN; k++) env.hypercalls.evtchn.notify(port);
         kicks += KICKS_PER_TURN;
       } else if (n === 0) {
-        ibv.waitCq(cq, { timeoutMs: 5 });
+        // A full queue: sleep until a completion instead of spinning. The flooder stands for a
+        // guest on its own vCPU; spinning here would only take a core of this machine from the
+        // backend and the neighbour (CPU scheduling, not backend fairness).
+        ibv.waitCq(cq, { timeoutMs: 5, spinBudget: 0 });
       }
     }
     // Reap what is still posted before closing.
