@@ -8,8 +8,10 @@
  * and wakes it. The consumer then spins a bounded budget and sleeps on PROD (protocol/wait.ts).
  *
  * Providers that complete some WRs outside the ring (`VerbsProvider.takeCompletions`) are
- * served too: pollCq takes those after the ring's, and a waiter that finds some after
- * `progress()` keeps them in the CQ's stash for pollCq instead of sleeping.
+ * served too: pollCq takes those after the ring's (only when the ring came up short, so a
+ * provider flushing a lost device's WRs never overtakes a CQE still in the ring), and a waiter
+ * that finds some after `progress()` keeps them in the CQ's stash for pollCq instead of sleeping.
+ * Every CQE taken from the ring is reported to the provider (`ringCompletions`).
  */
 
 import { pvError } from '../../protocol/errors.js';
@@ -43,14 +45,17 @@ export const WAIT_SLICE_MS = 50;
 /** Completions a waiter may hold for pollCq (taken from the provider while deciding to sleep). */
 const STASH = 16;
 
-/** Takes up to `max` CQEs from the ring into `out[0 …)` and releases them. */
+/**
+ * Takes up to `max` CQEs from the ring into `out[0 …)`, releases them, and tells the provider
+ * which it took (`ringCompletions`: it may track outstanding WRs, and drop duplicates).
+ */
 function fromRing(cq: Cq, out: Wc[], max: number): number {
   const n = pollCqes(cq.words, cq.cqe, cq.cons, out, max);
-  if (n > 0) {
-    cq.cons = (cq.cons + n) >>> 0;
-    releaseCqes(cq.words, cq.cons);
-  }
-  return n;
+  if (n === 0) return 0;
+  cq.cons = (cq.cons + n) >>> 0;
+  releaseCqes(cq.words, cq.cons);
+  const p = cq.context.provider;
+  return p.ringCompletions === undefined ? n : p.ringCompletions(cq.handle, out, 0, n);
 }
 
 /** Copies a completion field by field (no allocation). */

@@ -86,6 +86,14 @@ export interface VerbsProvider {
    * providers whose completions all go through the ring leave it out.
    */
   takeCompletions?(cq: number, out: Wc[], start: number, max: number): number;
+  /**
+   * Told of the CQEs `pollCq` just took from CQ `cq`'s ring (`wc[start … start + n)`), so a
+   * provider that tracks outstanding WRs (paravirt: to flush them if the device is lost) retires
+   * them. Returns how many to hand out: it may drop some (a CQE duplicating a completion the
+   * provider already produced), moving the kept ones down to `wc[start …)` in order. Must not
+   * allocate (called on every poll that found completions). Optional.
+   */
+  ringCompletions?(cq: number, wc: Wc[], start: number, n: number): number;
   /** Releases everything (destroy what is left, disconnect). */
   close(): Promise<void>;
 }

@@ -8,7 +8,9 @@
  * WRs reach here already checked by the verbs layer against the QP's granted capabilities; the
  * backend checks everything again on its own copy. An INLINE send's payload is gathered from the
  * caller's memory into the WQE here (the buffer is reusable on return, as ibv_post_send
- * promises). Allocation-free except on the error path.
+ * promises). Each WR committed to the ring is recorded in its QP's WrTracker (outstanding until
+ * its completion is handed out); a refused one leaves it with its refusal. Allocation-free except
+ * on the error path.
  */
 
 import { pvError } from '../../../protocol/errors.js';
@@ -36,13 +38,18 @@ import {
 import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 import type { GuestPhysAddr } from '../../../protocol/Types.js';
 import type { PvChannel } from './PvChannel.js';
+import { type QpWrs, sendWcOpcode } from './WrTracker.js';
 
-/** What the frontend keeps of a QP to route refusals. */
+/** What the frontend keeps of a QP to route refusals (and, with `wrs`, to flush it: WrTracker.ts). */
 export interface FrontQp {
   readonly handle: number;
   readonly qpNum: number;
   readonly sendCq: number;
   readonly recvCq: number;
+  /** Every send WR completes with a CQE (otherwise only SIGNALED ones). */
+  readonly sqSigAll?: boolean;
+  /** The WRs outstanding on each queue, in posting order. */
+  readonly wrs?: QpWrs;
 }
 
 /** The data path of one device; see the file comment. */
@@ -82,6 +89,12 @@ export class DataPoster {
     } finally {
       stages.enter(prev);
     }
+    // Recorded once committed: a WR that threw above never reached the ring.
+    const q = this._qps.get(qp);
+    if (q?.wrs !== undefined) {
+      const signaled = q.sqSigAll === true || ((wr.sendFlags ?? 0) & SendFlags.SIGNALED) !== 0;
+      q.wrs.send.push(wr.wrId, sendWcOpcode(wr.opcode), signaled);
+    }
   }
 
   /** Queues one receive WR for QP `qp`. */
@@ -101,6 +114,7 @@ export class DataPoster {
     } finally {
       stages.enter(prev);
     }
+    this._qps.get(qp)?.wrs?.recv.push(wr.wrId, WcOpcode.RECV, true);
   }
 
   /** Moves up to `max` error completions of CQ `cq` into `out[start …]`; returns the count. */
@@ -145,6 +159,8 @@ export class DataPoster {
     }
     const send = r.op === PvDataOp.POST_SEND;
     const cq = send ? qp.sendCq : qp.recvCq;
+    // The refusal is this WR's completion: it is no longer outstanding (never flushed too).
+    if (qp.wrs !== undefined) (send ? qp.wrs.send : qp.wrs.recv).remove(r.wrId);
     let q = this.errorWcs.get(cq);
     if (q === undefined) {
       q = [];

@@ -23,8 +23,12 @@
  *
  * Connecting runs the xenbus handshake (VrdmaConnect.ts). A backend that goes away ends the
  * device: every later verb throws PV_ERR_DISCONNECTED (verbs objects do not survive a
- * reconnect). `close()` destroys what is left (QPs, CQs, MRs, PDs), closes the xenbus device, and
- * ends every grant with endAccessDeferred (never revoking what is mapped).
+ * reconnect). No WR is lost with it: the frontend tracks every QP's outstanding WRs
+ * (WrTracker.ts; pollCq reports each CQE it takes from the ring through `ringCompletions`), and
+ * once the device is lost pollCq hands each one still outstanding out as a WR_FLUSH_ERR
+ * completion, after whatever the CQ ring still holds, exactly once (IB: a QP in ERR flushes).
+ * `close()` destroys what is left (QPs, CQs, MRs, PDs), closes the xenbus device, and ends every
+ * grant with endAccessDeferred (never revoking what is mapped).
  */
 
 import { pvError } from '../../../protocol/errors.js';
@@ -33,7 +37,15 @@ import type { DeviceAttachment } from '../../../protocol/Pci.js';
 import { cqBytes } from '../../../protocol/rdma/Cq.js';
 import { indirectPagesFor, PV_MAX_MR_PAGES, pagesSpanned } from '../../../protocol/rdma/pv/PvConstants.js';
 import type { VrdmaBackendInfo } from '../../../protocol/rdma/pv/VrdmaKeys.js';
-import { Access, type QpAttr, type RecvWr, type SendWr, type Wc } from '../../../protocol/rdma/Verbs.js';
+import {
+  Access,
+  type QpAttr,
+  QpAttrMask,
+  QpState,
+  type RecvWr,
+  type SendWr,
+  type Wc,
+} from '../../../protocol/rdma/Verbs.js';
 import type { DomId, GrantRef, GuestPhysAddr } from '../../../protocol/Types.js';
 import { PAGE_SIZE } from '../../../protocol/Types.js';
 import type { XenbusDevice } from '../../../protocol/xenbus/XenbusDevice.js';
@@ -43,6 +55,7 @@ import { DataPoster, type FrontQp } from './DataPoster.js';
 import type { PvChannel } from './PvChannel.js';
 import { PvGrants } from './PvGrants.js';
 import { connectVrdma, type Link, type ParavirtOptions, withTimeout } from './VrdmaConnect.js';
+import { DeviceWrs, QpWrs } from './WrTracker.js';
 
 export type { ParavirtOptions } from './VrdmaConnect.js';
 
@@ -97,6 +110,8 @@ export class ParavirtProvider implements VerbsProvider {
   private readonly _mrs = new Map<number, GrantRef[]>();
   private readonly _cqs = new Map<number, FrontCq>();
   private readonly _qps = new Map<number, FrontQp>();
+  /** The same QPs by QP number, with their outstanding WRs (what a CQE names). */
+  private readonly _wrs = new DeviceWrs();
   private _closed = false;
 
   /** Use `openParavirt`; the link must be Connected. */
@@ -120,6 +135,11 @@ export class ParavirtProvider implements VerbsProvider {
     return this._portId;
   }
 
+  /** The backend went away: the device is over (later verbs throw, outstanding WRs flush). */
+  get lost(): boolean {
+    return this._link.dead;
+  }
+
   /** The rings and event channel (diagnostics and tests). */
   get channel(): PvChannel {
     return this._ch;
@@ -130,9 +150,21 @@ export class ParavirtProvider implements VerbsProvider {
     return this._link.info as VrdmaBackendInfo;
   }
 
-  /** Counters: control calls, sleeps, refused WRs, grants still mapped. */
+  /** Counters: control calls, sleeps, refused WRs, grants still mapped, WRs outstanding and flushed. */
   get stats(): Record<string, number> {
-    return { ...this._ch.stats, ...this._data.stats, lingeringGrants: this._grants.lingering };
+    return {
+      ...this._ch.stats,
+      ...this._data.stats,
+      lingeringGrants: this._grants.lingering,
+      flushedWrs: this._wrs.flushed,
+      duplicateCqes: this._wrs.duplicates,
+      outstandingWrs: this._wrs.outstanding,
+    };
+  }
+
+  /** WRs posted whose completion pollCq has not handed out yet (all QPs, both queues). */
+  get outstandingWrs(): number {
+    return this._wrs.outstanding;
   }
 
   /** QUERY_PORT through the backend; refreshes `portId`. */
@@ -246,18 +278,37 @@ export class ParavirtProvider implements VerbsProvider {
       },
       'qp',
     );
-    this._qps.set(r.qp, { handle: r.qp, qpNum: r.qpNum, sendCq: init.sendCq, recvCq: init.recvCq });
+    const q: FrontQp = {
+      handle: r.qp,
+      qpNum: r.qpNum,
+      sendCq: init.sendCq,
+      recvCq: init.recvCq,
+      sqSigAll: init.sqSigAll,
+      // Sized by the caps asked for (validated by the verbs layer), not by what the backend
+      // says it granted: an untrusted backend must not choose how much this guest allocates.
+      wrs: new QpWrs(init.cap.maxSendWr, init.cap.maxRecvWr),
+    };
+    this._qps.set(r.qp, q);
+    this._wrs.add(q);
     return { handle: r.qp, qpNum: r.qpNum, cap: r.cap };
   }
 
   modifyQp(qp: number, attr: QpAttr, mask: number): void {
     this._live();
     this._ctrl.run({ kind: 'modifyQp', qp, mask, attr: wireQpAttr(attr) });
+    // → RESET empties both queues without completions (ibv_modify_qp.3): nothing to flush later.
+    if ((mask & QpAttrMask.STATE) !== 0 && attr.qpState === QpState.RESET) {
+      const wrs = this._qps.get(qp)?.wrs;
+      wrs?.send.clear();
+      wrs?.recv.clear();
+    }
   }
 
   destroyQp(qp: number): void {
     this._live();
     this._ctrl.run({ kind: 'destroyQp', qp });
+    const q = this._qps.get(qp);
+    if (q !== undefined) this._wrs.delete(q.qpNum);
     this._qps.delete(qp);
   }
 
@@ -283,8 +334,21 @@ export class ParavirtProvider implements VerbsProvider {
     this._ch.drainData();
   }
 
+  /** CQEs pollCq took from a ring: each retires its WRs; duplicates of a flush are dropped (DeviceWrs). */
+  ringCompletions(_cq: number, wc: Wc[], start: number, n: number): number {
+    return this._wrs.retire(wc, start, n, this._link.dead);
+  }
+
+  /**
+   * Refused WRs first; then, once the device is lost, every WR still outstanding on a queue that
+   * completes on `cq`, as WR_FLUSH_ERR. pollCq calls this only when the ring came up short of
+   * what it asked (drained), so the ring's CQEs come out first; a CQE landing later for a WR
+   * flushed here is dropped by `ringCompletions`, so each WR is handed out once.
+   */
   takeCompletions(cq: number, out: Wc[], start: number, max: number): number {
-    return this._data.take(cq, out, start, max);
+    const n = this._data.take(cq, out, start, max);
+    if (!this._link.dead || n >= max) return n;
+    return n + this._wrs.flush(cq, out, start + n, max - n);
   }
 
   /** Destroys what is left, closes the device, ends every grant. */
@@ -314,6 +378,7 @@ export class ParavirtProvider implements VerbsProvider {
       for (const refs of this._mrs.values()) this._grants.end(refs);
     }
     this._qps.clear();
+    this._wrs.clear();
     this._cqs.clear();
     this._mrs.clear();
     this._pds.clear();

@@ -13,7 +13,8 @@
  *    block requests over region B (each batch a new pattern) until `data/stop`; then reads A and
  *    B back. Used across a backend restart and an unplug: it records each request's outcome.
  *  - `verbs`: loopback QPs with WRs in flight (with `stuck`, receives on a QP nothing is ever
- *    sent to), says `data/busy`, then polls its CQ until told the device went away and
+ *    sent to; with `mixed`, those receives AND 32 WRITEs of which every fourth and the last are
+ *    signaled), says `data/busy`, then polls its CQ until told the device went away and
  *    reports the completions it got (per wr_id) and what the next verb throws.
  */
 
@@ -51,6 +52,10 @@ export interface GuestReport {
   notes: string[];
   /** `verbs` role: completion statuses seen after the device went away, and what a later verb threw. */
   wcStatuses?: number[];
+  /** `verbs` role: every completion as [wrId, status, opcode], in the order pollCq gave them. */
+  wcs?: Array<[number, number, number]>;
+  /** `verbs` role with `mixed`: the wr_ids posted, per kind. */
+  posted?: { recv: number[]; signaled: number[]; unsignaled: number[] };
   afterError?: string;
   /** `stream` role: codes of requests issued after the end (must fail at once). */
   lateCodes?: string[];
@@ -242,28 +247,35 @@ function loopback(ctx: ibv.Context, size: number) {
   const wcs = Array.from({ length: 64 }, ibv.emptyWc);
   let nextId = 1;
   const seen = new Map<number, number>();
-  const post = (n: number) => {
+  /** `n` WRITEs (signaled unless `signaled` says otherwise for a WR's index); returns their wr_ids. */
+  const post = (n: number, signaled: (i: number) => boolean = () => true): number[] => {
+    const ids: number[] = [];
     for (let i = 0; i < n; i++) {
       const wrId = nextId++;
+      ids.push(wrId);
       seen.set(wrId, 0);
       ibv.postSend(q1, {
         wrId,
         opcode: WrOpcode.RDMA_WRITE,
-        sendFlags: SendFlags.SIGNALED,
+        sendFlags: signaled(i) ? SendFlags.SIGNALED : 0,
         sgList: [{ addr: buf, length: size, lkey: mr.lkey }],
         remoteAddr: buf + size,
         rkey: mr.rkey,
       });
     }
+    return ids;
   };
   const reap = (): number => ibv.pollCq(cq, 64, wcs);
   /** Receives on the second QP: nothing is ever sent to it, so they stay posted. */
-  const postRecvs = (n: number) => {
+  const postRecvs = (n: number): number[] => {
+    const ids: number[] = [];
     for (let i = 0; i < n; i++) {
       const wrId = nextId++;
+      ids.push(wrId);
       seen.set(wrId, 0);
       ibv.postRecv(q2, { wrId, sgList: [{ addr: buf + size, length: size, lkey: mr.lkey }] });
     }
+    return ids;
   };
   return {
     ctx,
@@ -315,24 +327,43 @@ async function verbsRole(
   const rd = loopback(await ibv.openDevice(env), 1 << 20);
   // `stuck`: receives nothing is ever sent to stay outstanding until the QP goes away.
   // Otherwise WRITEs, which complete at once.
-  const stuck = (env.args as { stuck?: boolean }).stuck === true;
-  if (stuck) rd.postRecvs(4);
+  const a = env.args as { stuck?: boolean; mixed?: boolean };
+  const stuck = a.stuck === true;
+  const mixed = a.mixed === true;
+  // `mixed`: completions each posted WR must get (every receive and every signaled WRITE); an
+  // unsignaled WRITE gets one only if it was still outstanding when the device went (a flush).
+  let mustComplete: number[] | undefined;
+  if (mixed) {
+    const recv = rd.postRecvs(4);
+    const ids = rd.post(32, (i) => i % 4 === 3 || i === 31);
+    const signaled = ids.filter((_, i) => i % 4 === 3 || i === 31);
+    r.posted = { recv, signaled, unsignaled: ids.filter((id) => !signaled.includes(id)) };
+    mustComplete = [...recv, ...signaled];
+  } else if (stuck) rd.postRecvs(4);
   else rd.post(32);
   const expected = stuck ? 4 : 32;
   await say('busy', '1');
   r.wcStatuses = [];
+  r.wcs = [];
   const deadline = performance.now() + 15_000;
   while (performance.now() < deadline) {
     const n = rd.reap();
     for (let i = 0; i < n; i++) {
-      const c = (rd.seen.get(rd.wcs[i].wrId) ?? 0) + 1;
-      rd.seen.set(rd.wcs[i].wrId, c);
-      if (c > 1) r.rdmaBad.push(`wr ${rd.wcs[i].wrId} completed ${c} times`);
-      r.wcStatuses.push(rd.wcs[i].status);
+      const wc = rd.wcs[i];
+      const c = (rd.seen.get(wc.wrId) ?? 0) + 1;
+      rd.seen.set(wc.wrId, c);
+      if (c > 1) r.rdmaBad.push(`wr ${wc.wrId} completed ${c} times`);
+      r.wcStatuses.push(wc.status);
+      r.wcs.push([wc.wrId, wc.status, wc.opcode]);
     }
-    // Done once told the device went away and every WR completed (or, with no flush, at the bound).
-    if (r.wcStatuses.length >= expected && (await key('gone')) === '1') break;
-    if (!stuck && n === 0 && (await key('gone')) === '1') break;
+    if (mustComplete !== undefined) {
+      // Done once told the device went away, every WR that must complete did, and the CQ is dry.
+      if (n === 0 && mustComplete.every((id) => (rd.seen.get(id) ?? 0) > 0) && (await key('gone')) === '1') break;
+    } else {
+      // Done once told the device went away and every WR completed (or, with no flush, at the bound).
+      if (r.wcStatuses.length >= expected && (await key('gone')) === '1') break;
+      if (!stuck && n === 0 && (await key('gone')) === '1') break;
+    }
     await new Promise((res) => setTimeout(res, 1));
   }
   if ((env.args as { lent?: boolean }).lent === true) {
