@@ -162,10 +162,12 @@ async function rdma(env: DomainEnv, a: FlooderArgs, ctl: Int32Array): Promise<Fl
       if (a.mode === 'kick') {
         for (let k = 0; k < KICKS_PER_TURN; k++) env.hypercalls.evtchn.notify(port);
         kicks += KICKS_PER_TURN;
-      } else if (n === 0) {
-        // A full queue: sleep until a completion instead of spinning. The flooder stands for a
-        // guest on its own vCPU; spinning here would only take a core of this machine from the
-        // backend and the neighbour (CPU scheduling, not backend fairness).
+      } else if (posted > depth / 2) {
+        // A queue at least half full: sleep until completions instead of spinning, and refill in
+        // batches. The flooder stands for a guest on its own vCPU; spinning or reposting one WR
+        // at a time would only take this 2-core machine's CPU from the backend and the
+        // neighbour (CPU scheduling, not backend fairness). The backend still always has at
+        // least depth/2 of its WRs queued.
         ibv.waitCq(cq, { timeoutMs: 5, spinBudget: 0 });
       }
     }
