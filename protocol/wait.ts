@@ -106,3 +106,16 @@ export class AdaptiveSpin {
     return Atomics.wait(word, index, expected, timeoutMs) === 'timed-out' ? 'timed-out' : 'changed';
   }
 }
+
+/** What `Atomics.waitAsync` returns: at once (`not-equal`, `timed-out`) or a promise. */
+export type WaitAsyncResult = { async: false; value: string } | { async: true; value: Promise<string> };
+
+/**
+ * `Atomics.waitAsync` (ES2024, in Node ≥ 16; this project's TypeScript lib is older): waits for a
+ * notify on `a[i]` while it holds `v`, without blocking the thread — how a main thread that owns
+ * sockets waits on shared memory. On Node 20 a worker whose only pending work is a waitAsync exits
+ * (nodejs/node#44729): give it a timeout or another ref'd handle.
+ */
+export const waitAsync = (
+  Atomics as unknown as { readonly waitAsync: (a: Int32Array, i: number, v: number, t?: number) => WaitAsyncResult }
+).waitAsync;

@@ -58,6 +58,7 @@ import {
   sqTailDoorbell,
 } from '../../protocol/nvme/NvmeRegs.js';
 import type { MmioRegion } from '../../protocol/Pci.js';
+import { waitAsync } from '../../protocol/wait.js';
 import { NvmeDevice, type NvmeState } from '../devices/nvme/NvmeDevice.js';
 import { CqCtx, queueBase, SqCtx } from '../devices/nvme/NvmeLayout.js';
 import type { DmaRef, DmaResolver } from '../iommu/DmaResolver.js';
@@ -90,14 +91,6 @@ export const enum MailboxOp {
   CREATE = 1,
   DELETE = 2,
 }
-
-/** `Atomics.waitAsync` (Node ≥ 16; not in this TypeScript lib's typings). */
-type WaitAsync = (
-  ta: Int32Array,
-  index: number,
-  value: number,
-) => { readonly async: boolean; readonly value: Promise<string> | string };
-const waitAsync = (Atomics as unknown as { readonly waitAsync: WaitAsync }).waitAsync;
 
 /** Bytes of the manager's memory (admin SQ page, admin CQ page). */
 const MANAGER_BYTES = 2 * 4096;

@@ -24,15 +24,7 @@
  */
 
 import { codeFromStatus, ERROR_CATALOGUE, errorFromCode, isErrorCode, pvError } from '../../protocol/errors.js';
-
-type WaitAsync = (
-  a: Int32Array,
-  i: number,
-  v: number,
-  t?: number,
-) => { async: false; value: string } | { async: true; value: Promise<string> };
-/** `Atomics.waitAsync` (ES2024; the project's lib is older). */
-const waitAsync = (Atomics as unknown as { readonly waitAsync: WaitAsync }).waitAsync;
+import { waitAsync } from '../../protocol/wait.js';
 
 /** Word indices (the table above). */
 export const enum ServiceWord {

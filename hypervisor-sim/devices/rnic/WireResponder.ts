@@ -30,6 +30,7 @@ import type { WireReqMsg, WireRspMsg } from '../../../protocol/link/LinkSchema.j
 import { rqDoorbell } from '../../../protocol/rdma/NicRegs.js';
 import { SendFlags, WcStatus, WrOpcode } from '../../../protocol/rdma/Verbs.js';
 import { emptySendWqe, MAX_RECV_SGE, type SendWqe } from '../../../protocol/rdma/Wqe.js';
+import { waitAsync } from '../../../protocol/wait.js';
 import type { Host } from '../../domain/Host.js';
 import { emptyDmaRef } from '../../iommu/DmaResolver.js';
 import { IommuContext } from '../../iommu/IommuContext.js';
@@ -50,15 +51,6 @@ import {
 } from './Responder.js';
 import { RnicDevice } from './RnicDevice.js';
 import { RnicFabric } from './RnicFabric.js';
-
-type WaitAsync = (
-  a: Int32Array,
-  i: number,
-  v: number,
-  t?: number,
-) => { async: false; value: string } | { async: true; value: Promise<string> };
-/** `Atomics.waitAsync` (ES2024; the project's lib is older). */
-const waitAsync = (Atomics as unknown as { readonly waitAsync: WaitAsync }).waitAsync;
 
 /** What `handle` returns: the response body, and the READ data. */
 export interface WireAnswer {
