@@ -23,9 +23,9 @@
  * halted or clobbered adversary ring is closed and a fresh one connected (new vbd, random ring
  * order, a start index that makes its producer wrap 2^32); that is counted in `reconnects`.
  * Teardown (BlkTeardown.ts): nothing mapped, pinned, bound or connected, pages back at base.
+ * The action draw, the world an action sees and the run's counters are in BlkCaseMix.ts.
  */
 
-import type { BlkStats } from '../../backend/blk/BlkHandler.js';
 import type { BlockDevice } from '../../protocol/blkif/BlockDevice.js';
 import { DOM0, type DomId } from '../../protocol/Types.js';
 import type { CaseResult, FuzzTarget, Rng, Violation } from '../core/FuzzTarget.js';
@@ -36,7 +36,8 @@ import { tableOracle } from '../core/TableOracle.js';
 import { AdvConnection } from './AdvConnection.js';
 import { WatchedDevice } from './AdvDevice.js';
 import { AdvGuest } from './AdvGuest.js';
-import { type ActionResult, type ActionWorld, batch, explicit, flood, overflow, stale } from './BlkActions.js';
+import { type ActionResult, type ActionWorld, explicit } from './BlkActions.js';
+import { actionWorld, type BlkAction, BlkCounters, drawAction } from './BlkCaseMix.js';
 import { BlkHonest } from './BlkHonest.js';
 import { caseChecks, haltsOf } from './BlkInvariants.js';
 import { BlkOracle } from './BlkOracle.js';
@@ -56,8 +57,7 @@ export interface BlkTargetOptions {
   readonly wrapDevice?: (dev: BlockDevice, guest: 'adversary' | 'honest') => BlockDevice;
 }
 
-/** An action of one case (tests pick one; `runCase` draws it). */
-export type BlkAction = (a: ActionWorld) => ActionResult;
+export type { BlkAction } from './BlkCaseMix.js';
 
 /** Guest 1 is the adversary, guest 2 the honest neighbour. */
 const ADV = 1 as DomId;
@@ -84,8 +84,9 @@ export class BlkTarget implements FuzzTarget {
   private _serveThrew = 0;
   private readonly _haltsSeen: string[] = [];
   private _base: BlkBase = { freePages: new Map() };
+  private readonly _counts = new BlkCounters();
   /** Cases by action, and adversary rings clobbered by their own READs. */
-  readonly actions: Record<string, number> = {};
+  readonly actions: Record<string, number> = this._counts.actions;
 
   constructor(private readonly _opts: BlkTargetOptions = {}) {}
 
@@ -156,28 +157,9 @@ export class BlkTarget implements FuzzTarget {
   }
 
   runCase(rng: Rng, caseSeed: number): Promise<CaseResult> {
-    const k = rng.below(100);
-    let act: BlkAction;
-    let name: string;
-    if (k < 55) [name, act] = ['batch', (a) => batch(a, false)];
-    else if (k < 72) [name, act] = ['mutated', (a) => batch(a, true)];
-    else if (k < 82) [name, act] = ['flood', flood];
-    else if (k < 92) [name, act] = ['stale', stale];
-    else if (k < 97) [name, act] = ['overflow', overflow];
-    else return this._count('connect', this.runHostileConnect(rng, caseSeed));
-    return this._count(name, this.runAction(rng, caseSeed, act));
-  }
-
-  /** Counts the case under `name`, and its adversarial requests under `name:requests`. */
-  private async _count(name: string, p: Promise<CaseResult>): Promise<CaseResult> {
-    this._bump(name);
-    const r = await p;
-    this._bump(`${name}:requests`, r.requests);
-    return r;
-  }
-
-  private _bump(name: string, n = 1): void {
-    this.actions[name] = (this.actions[name] ?? 0) + n;
+    const d = drawAction(rng);
+    if (d === undefined) return this._counts.count('connect', this.runHostileConnect(rng, caseSeed));
+    return this._counts.count(d.name, this.runAction(rng, caseSeed, d.act));
   }
 
   /** One case whose action is a handshake with hostile keys (HostileConnect.ts) on a spare vbd. */
@@ -186,7 +168,7 @@ export class BlkTarget implements FuzzTarget {
       this._serve(2); // the honest write first, so the handshake runs beside a served neighbour
       const adv = this._adv as AdvGuest;
       const r = await hostileConnect(this.world, adv, (this._honest as BlkHonest).dom.domid, this._devid++, rng);
-      this._bump(r.accepted ? 'connectAccepted' : 'connectRefused');
+      this._counts.bump(r.accepted ? 'connectAccepted' : 'connectRefused');
       return { requests: 1, violations: r.violations, reconnect: false };
     });
   }
@@ -200,7 +182,7 @@ export class BlkTarget implements FuzzTarget {
   runAction(rng: Rng, caseSeed: number, act: BlkAction): Promise<CaseResult> {
     return this._frame(rng, async () => {
       const res = act(this._actionWorld(rng, caseSeed, this._conn as AdvConnection));
-      if (res.clobbered) this._bump('clobbered');
+      if (res.clobbered) this._counts.bump('clobbered');
       return res;
     });
   }
@@ -224,32 +206,19 @@ export class BlkTarget implements FuzzTarget {
 
   /** Counters of the run for the report (valid after teardown too). */
   counters(): Readonly<Record<string, number>> {
-    if (this._world !== undefined) this._totals = this._world.backend.totals().stats;
-    const t = this._totals;
-    return {
-      reconnects: this.reconnects,
-      ...this.actions,
-      mutatorWrites: this.mutatorWrites || this._mutatorWrites,
-      served: t?.okay ?? 0,
-      refused: t?.errors ?? 0,
-      eopnotsupp: t?.eopnotsupp ?? 0,
-      indirect: t?.indirect ?? 0,
-      revokeAttempts: this._watched.reduce((n, d) => n + d.revokeAttempts, 0),
-    };
+    if (this._world !== undefined) this._counts.keepTotals(this._world.backend.totals().stats);
+    return this._counts.report(this.reconnects, this.mutatorWrites, this._watched);
   }
-
-  private _totals: BlkStats | undefined;
-  private _mutatorWrites = 0;
 
   async teardown(): Promise<readonly Violation[]> {
     const world = this.world;
-    this._mutatorWrites = this.mutatorWrites;
+    this._counts.keepMutatorWrites(this.mutatorWrites);
     await this._mutator?.stop();
     const out: Violation[] = [];
     await this._conn?.close();
     await this._honest?.dev.close();
     out.push(...teardownChecks(world, this._recorder as RecordingGrants, this._serveThrew, this._base));
-    this._totals = world.backend.totals().stats;
+    this._counts.keepTotals(world.backend.totals().stats);
     await world.close();
     const held = this._adv?.release() ?? 0;
     if (held > 0) {
@@ -260,31 +229,14 @@ export class BlkTarget implements FuzzTarget {
   }
 
   private _actionWorld(rng: Rng, seed: number, conn: AdvConnection): ActionWorld {
-    const world = this.world;
-    const adv = this._adv as AdvGuest;
-    const disk = this._advDisks[conn.devid % 3];
-    const ratio = disk.sectorSize / 512;
-    return {
-      rng,
-      ctx: {
-        rng,
-        adv,
-        conn,
-        sectors: disk.sectors * ratio,
-        ratio,
-        readOnly: disk.readOnly,
-        honestRefs: (this._honest as BlkHonest).refs(),
-        entries: world.grants.config.entriesPerDomain,
-      },
-      adv,
+    return actionWorld(rng, seed, this.world, this._honest as BlkHonest, this._advDisks[conn.devid % 3], {
+      adv: this._adv as AdvGuest,
       conn,
       oracle: this._oracle as BlkOracle,
-      backend: world.backend,
       mutator: this._mutator,
-      seed,
       serve: (max) => this._serve(max),
       halts: () => this._halts(),
-    };
+    });
   }
 
   /** Serves up to `max` rounds, stopping at the first idle one; a throw is recorded, not raised. */

@@ -29,45 +29,27 @@
  * completion, after whatever the CQ ring still holds, exactly once (IB: a QP in ERR flushes).
  * `close()` destroys what is left (QPs, CQs, MRs, PDs), closes the xenbus device, and ends every
  * grant with endAccessDeferred (never revoking what is mapped).
+ *
+ * This file is the verbs face (liveness, the data path, completions, close); the objects, their
+ * grants and their teardown are kept in PvObjects.ts.
  */
 
 import { pvError } from '../../../protocol/errors.js';
 import type { Hypercalls } from '../../../protocol/Hypercalls.js';
 import type { DeviceAttachment } from '../../../protocol/Pci.js';
-import { cqBytes } from '../../../protocol/rdma/Cq.js';
-import { indirectPagesFor, PV_MAX_MR_PAGES, pagesSpanned } from '../../../protocol/rdma/pv/PvConstants.js';
 import type { VrdmaBackendInfo } from '../../../protocol/rdma/pv/VrdmaKeys.js';
-import {
-  Access,
-  type QpAttr,
-  QpAttrMask,
-  QpState,
-  type RecvWr,
-  type SendWr,
-  type Wc,
-} from '../../../protocol/rdma/Verbs.js';
-import type { DomId, GrantRef, GuestPhysAddr } from '../../../protocol/Types.js';
-import { PAGE_SIZE } from '../../../protocol/Types.js';
+import type { QpAttr, RecvWr, SendWr, Wc } from '../../../protocol/rdma/Verbs.js';
+import type { DomId, GuestPhysAddr } from '../../../protocol/Types.js';
 import type { XenbusDevice } from '../../../protocol/xenbus/XenbusDevice.js';
 import type { CreateProvider, ProviderCq, ProviderMr, ProviderQp, ProviderQpInit, VerbsProvider } from '../Provider.js';
-import { CtrlClient, wireQpAttr } from './CtrlClient.js';
-import { DataPoster, type FrontQp } from './DataPoster.js';
+import { CtrlClient } from './CtrlClient.js';
+import { DataPoster } from './DataPoster.js';
 import type { PvChannel } from './PvChannel.js';
 import { PvGrants } from './PvGrants.js';
+import { PvObjects } from './PvObjects.js';
 import { connectVrdma, type Link, type ParavirtOptions, withTimeout } from './VrdmaConnect.js';
-import { DeviceWrs, QpWrs } from './WrTracker.js';
 
 export type { ParavirtOptions } from './VrdmaConnect.js';
-
-/** Access bits that need the MR's pages granted writable. */
-const WRITE_ACCESS = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_ATOMIC;
-
-/** A CQ ring this frontend allocated and granted. */
-interface FrontCq {
-  readonly addr: GuestPhysAddr;
-  readonly pages: number;
-  readonly refs: GrantRef[];
-}
 
 /**
  * Connects the `vrdma` device of `attachment` (VrdmaConnect.ts) and returns its provider, after
@@ -106,17 +88,13 @@ export class ParavirtProvider implements VerbsProvider {
   private readonly _ctrl: CtrlClient;
   private readonly _grants: PvGrants;
   private readonly _data: DataPoster;
-  private readonly _pds = new Set<number>();
-  private readonly _mrs = new Map<number, GrantRef[]>();
-  private readonly _cqs = new Map<number, FrontCq>();
-  private readonly _qps = new Map<number, FrontQp>();
-  /** The same QPs by QP number, with their outstanding WRs (what a CQE names). */
-  private readonly _wrs = new DeviceWrs();
+  /** PDs, MRs, CQs and QPs (with their outstanding WRs) and their grants. */
+  private readonly _objs: PvObjects;
   private _closed = false;
 
   /** Use `openParavirt`; the link must be Connected. */
   constructor(
-    private readonly _hc: Hypercalls,
+    hc: Hypercalls,
     private readonly _dev: XenbusDevice,
     private readonly _link: Link,
     backend: DomId,
@@ -126,8 +104,9 @@ export class ParavirtProvider implements VerbsProvider {
     this._ch = _link.channel as PvChannel;
     this._portId = (_link.info as VrdmaBackendInfo).portId;
     this._ctrl = new CtrlClient(this._ch);
-    this._grants = new PvGrants(_hc, backend);
-    this._data = new DataPoster(this._ch, _hc.memory, this._qps);
+    this._grants = new PvGrants(hc, backend);
+    this._objs = new PvObjects(hc.memory, this._ctrl, this._grants, (cq) => this._data.errorWcs.delete(cq));
+    this._data = new DataPoster(this._ch, hc.memory, this._objs.qps);
   }
 
   /** Port id of the NIC the backend put this guest's QPs on. */
@@ -156,15 +135,15 @@ export class ParavirtProvider implements VerbsProvider {
       ...this._ch.stats,
       ...this._data.stats,
       lingeringGrants: this._grants.lingering,
-      flushedWrs: this._wrs.flushed,
-      duplicateCqes: this._wrs.duplicates,
-      outstandingWrs: this._wrs.outstanding,
+      flushedWrs: this._objs.wrs.flushed,
+      duplicateCqes: this._objs.wrs.duplicates,
+      outstandingWrs: this._objs.wrs.outstanding,
     };
   }
 
   /** WRs posted whose completion pollCq has not handed out yet (all QPs, both queues). */
   get outstandingWrs(): number {
-    return this._wrs.outstanding;
+    return this._objs.wrs.outstanding;
   }
 
   /** QUERY_PORT through the backend; refreshes `portId`. */
@@ -177,139 +156,49 @@ export class ParavirtProvider implements VerbsProvider {
 
   allocPd(): number {
     this._live();
-    const pd = this._ctrl.get({ kind: 'allocPd' }, 'pd').pd;
-    this._pds.add(pd);
-    return pd;
+    return this._objs.allocPd();
   }
 
   deallocPd(pd: number): void {
     this._live();
-    this._ctrl.run({ kind: 'deallocPd', pd });
-    this._pds.delete(pd);
+    this._objs.deallocPd(pd);
   }
 
   /** Grants the MR's pages (writable only if the access needs it) and registers them. */
   regMr(pd: number, addr: GuestPhysAddr, length: number, access: number): ProviderMr {
     this._live();
-    const npages = pagesSpanned(addr, length);
-    if (npages > PV_MAX_MR_PAGES) {
-      throw pvError('PV_ERR_LIMIT', `an MR may span ${PV_MAX_MR_PAGES} pages, this one spans ${npages}`);
-    }
-    const mem = this._hc.memory;
-    const refs = this._grants.grantRange(addr, npages, (access & WRITE_ACCESS) === 0);
-    const nInd = indirectPagesFor(npages);
-    let indAddr: GuestPhysAddr | undefined;
-    let indRefs: GrantRef[] | undefined;
-    try {
-      indAddr = mem.allocPages(nInd);
-      const v = mem.view(indAddr, nInd * PAGE_SIZE);
-      new Uint32Array(v.buffer, v.byteOffset, npages).set(refs);
-      indRefs = this._grants.grantRange(indAddr, nInd, true);
-      const r = this._ctrl.get({ kind: 'regMr', pd, addr, length, access, npages, indirectRefs: indRefs }, 'mr');
-      this._mrs.set(r.mr, refs);
-      return { handle: r.mr, lkey: r.lkey, rkey: r.rkey };
-    } catch (err) {
-      this._grants.end(refs);
-      throw err;
-    } finally {
-      // The backend copied the refs out and unmapped the indirect pages before answering.
-      if (indAddr !== undefined) {
-        if (indRefs !== undefined) this._grants.end(indRefs, { addr: indAddr, pages: nInd });
-        else mem.freePages(indAddr, nInd);
-      }
-    }
+    return this._objs.regMr(pd, addr, length, access);
   }
 
   deregMr(mr: number): void {
     this._live();
-    const refs = this._mrs.get(mr);
-    if (refs === undefined) throw pvError('PV_ERR_RDMA_BAD_HANDLE', `no MR ${mr}`);
-    this._ctrl.run({ kind: 'deregMr', mr });
-    this._mrs.delete(mr);
-    this._grants.end(refs);
+    this._objs.deregMr(mr);
   }
 
   /** Allocates the CQ ring in this guest's pages and grants it (see the file comment). */
   createCq(entries: number): ProviderCq {
     this._live();
-    let n = 1;
-    while (n < entries) n *= 2;
-    const max = this.backendInfo.maxCqe;
-    if (n > max) throw pvError('PV_ERR_LIMIT', `CQ of ${entries} entries: the backend allows ${max}`);
-    const pages = Math.ceil(cqBytes(n) / PAGE_SIZE);
-    const addr = this._hc.memory.allocPages(pages);
-    let refs: GrantRef[];
-    try {
-      refs = this._grants.grantRange(addr, pages, false);
-    } catch (err) {
-      this._hc.memory.freePages(addr, pages);
-      throw err;
-    }
-    try {
-      const r = this._ctrl.get({ kind: 'createCq', entries: n, ringRefs: refs }, 'cq');
-      this._cqs.set(r.cq, { addr, pages, refs });
-      return { handle: r.cq, entries: n, ring: addr };
-    } catch (err) {
-      this._grants.end(refs, { addr, pages });
-      throw err;
-    }
+    return this._objs.createCq(entries, this.backendInfo.maxCqe);
   }
 
   destroyCq(cq: number): void {
     this._live();
-    const rec = this._cqs.get(cq);
-    if (rec === undefined) throw pvError('PV_ERR_RDMA_BAD_HANDLE', `no CQ ${cq}`);
-    this._ctrl.run({ kind: 'destroyCq', cq });
-    this._cqs.delete(cq);
-    this._data.errorWcs.delete(cq);
-    this._grants.end(rec.refs, { addr: rec.addr, pages: rec.pages });
+    this._objs.destroyCq(cq);
   }
 
   createQp(init: ProviderQpInit): ProviderQp {
     this._live();
-    const r = this._ctrl.get(
-      {
-        kind: 'createQp',
-        pd: init.pd,
-        sendCq: init.sendCq,
-        recvCq: init.recvCq,
-        cap: { ...init.cap },
-        sqSigAll: init.sqSigAll,
-      },
-      'qp',
-    );
-    const q: FrontQp = {
-      handle: r.qp,
-      qpNum: r.qpNum,
-      sendCq: init.sendCq,
-      recvCq: init.recvCq,
-      sqSigAll: init.sqSigAll,
-      // Sized by the caps asked for (validated by the verbs layer), not by what the backend
-      // says it granted: an untrusted backend must not choose how much this guest allocates.
-      wrs: new QpWrs(init.cap.maxSendWr, init.cap.maxRecvWr),
-    };
-    this._qps.set(r.qp, q);
-    this._wrs.add(q);
-    return { handle: r.qp, qpNum: r.qpNum, cap: r.cap };
+    return this._objs.createQp(init);
   }
 
   modifyQp(qp: number, attr: QpAttr, mask: number): void {
     this._live();
-    this._ctrl.run({ kind: 'modifyQp', qp, mask, attr: wireQpAttr(attr) });
-    // → RESET empties both queues without completions (ibv_modify_qp.3): nothing to flush later.
-    if ((mask & QpAttrMask.STATE) !== 0 && attr.qpState === QpState.RESET) {
-      const wrs = this._qps.get(qp)?.wrs;
-      wrs?.send.clear();
-      wrs?.recv.clear();
-    }
+    this._objs.modifyQp(qp, attr, mask);
   }
 
   destroyQp(qp: number): void {
     this._live();
-    this._ctrl.run({ kind: 'destroyQp', qp });
-    const q = this._qps.get(qp);
-    if (q !== undefined) this._wrs.delete(q.qpNum);
-    this._qps.delete(qp);
+    this._objs.destroyQp(qp);
   }
 
   postSend(qp: number, wr: SendWr): void {
@@ -336,7 +225,7 @@ export class ParavirtProvider implements VerbsProvider {
 
   /** CQEs pollCq took from a ring: each retires its WRs; duplicates of a flush are dropped (DeviceWrs). */
   ringCompletions(_cq: number, wc: Wc[], start: number, n: number): number {
-    return this._wrs.retire(wc, start, n, this._link.dead);
+    return this._objs.wrs.retire(wc, start, n, this._link.dead);
   }
 
   /**
@@ -348,40 +237,14 @@ export class ParavirtProvider implements VerbsProvider {
   takeCompletions(cq: number, out: Wc[], start: number, max: number): number {
     const n = this._data.take(cq, out, start, max);
     if (!this._link.dead || n >= max) return n;
-    return n + this._wrs.flush(cq, out, start + n, max - n);
+    return n + this._objs.wrs.flush(cq, out, start + n, max - n);
   }
 
   /** Destroys what is left, closes the device, ends every grant. */
   async close(): Promise<void> {
     if (this._closed) return;
     this._closed = true;
-    if (!this._link.dead) {
-      const quietly = (fn: () => void): void => {
-        try {
-          fn();
-        } catch {
-          // Teardown goes on: the backend destroys whatever is left when the device closes.
-        }
-      };
-      for (const qp of [...this._qps.keys()]) quietly(() => this._ctrl.run({ kind: 'destroyQp', qp }));
-      for (const [cq, rec] of [...this._cqs]) {
-        quietly(() => this._ctrl.run({ kind: 'destroyCq', cq }));
-        this._grants.end(rec.refs, { addr: rec.addr, pages: rec.pages });
-      }
-      for (const [mr, refs] of [...this._mrs]) {
-        quietly(() => this._ctrl.run({ kind: 'deregMr', mr }));
-        this._grants.end(refs);
-      }
-      for (const pd of [...this._pds]) quietly(() => this._ctrl.run({ kind: 'deallocPd', pd }));
-    } else {
-      for (const rec of this._cqs.values()) this._grants.end(rec.refs, { addr: rec.addr, pages: rec.pages });
-      for (const refs of this._mrs.values()) this._grants.end(refs);
-    }
-    this._qps.clear();
-    this._wrs.clear();
-    this._cqs.clear();
-    this._mrs.clear();
-    this._pds.clear();
+    this._objs.releaseAll(this._link.dead);
     try {
       await withTimeout(this._dev.close(), 10_000, 'closing the vrdma device');
     } catch {
