@@ -16,7 +16,7 @@
 
 import { pvError } from '../../protocol/errors.js';
 import { CqWord, pollCqes, releaseCqes } from '../../protocol/rdma/Cq.js';
-import { emptyWc, type Wc } from '../../protocol/rdma/Verbs.js';
+import { copyWc, emptyWc, type Wc } from '../../protocol/rdma/Verbs.js';
 import { adaptiveWait } from '../../protocol/wait.js';
 import { type Cq, checkOpen } from './Objects.js';
 
@@ -56,19 +56,6 @@ function fromRing(cq: Cq, out: Wc[], max: number): number {
   releaseCqes(cq.words, cq.cons);
   const p = cq.context.provider;
   return p.ringCompletions === undefined ? n : p.ringCompletions(cq.handle, out, 0, n);
-}
-
-/** Copies a completion field by field (no allocation). */
-function copyWc(dst: Wc, src: Wc): void {
-  dst.wrId = src.wrId;
-  dst.status = src.status;
-  dst.opcode = src.opcode;
-  dst.vendorErr = src.vendorErr;
-  dst.byteLen = src.byteLen;
-  dst.immData = src.immData;
-  dst.qpNum = src.qpNum;
-  dst.srcQp = src.srcQp;
-  dst.wcFlags = src.wcFlags;
 }
 
 /**

@@ -259,6 +259,19 @@ export function emptyWc(): Wc {
   return { wrId: 0, status: 0, opcode: 0, vendorErr: 0, byteLen: 0, immData: 0, qpNum: 0, srcQp: 0, wcFlags: 0 };
 }
 
+/** Copies a completion field by field (no allocation). */
+export function copyWc(dst: Wc, src: Wc): void {
+  dst.wrId = src.wrId;
+  dst.status = src.status;
+  dst.opcode = src.opcode;
+  dst.vendorErr = src.vendorErr;
+  dst.byteLen = src.byteLen;
+  dst.immData = src.immData;
+  dst.qpNum = src.qpNum;
+  dst.srcQp = src.srcQp;
+  dst.wcFlags = src.wcFlags;
+}
+
 /** `ibv_qp_cap`. */
 export interface QpCap {
   maxSendWr: number;

@@ -19,26 +19,13 @@
  * possible because the device may free a slot before the guest polls the CQE that retires it.
  */
 
-import { type Wc, WcOpcode, WcStatus, WrOpcode } from '../../../protocol/rdma/Verbs.js';
+import { copyWc, type Wc, WcOpcode, WcStatus, WrOpcode } from '../../../protocol/rdma/Verbs.js';
 
 /** The WC opcode a send WR of `op` completes with (ibv_wc_opcode). */
 export function sendWcOpcode(op: number): WcOpcode {
   if (op === WrOpcode.RDMA_WRITE || op === WrOpcode.RDMA_WRITE_WITH_IMM) return WcOpcode.RDMA_WRITE;
   if (op === WrOpcode.RDMA_READ) return WcOpcode.RDMA_READ;
   return WcOpcode.SEND;
-}
-
-/** Copies a completion field by field (no allocation). */
-export function copyWc(dst: Wc, src: Wc): void {
-  dst.wrId = src.wrId;
-  dst.status = src.status;
-  dst.opcode = src.opcode;
-  dst.vendorErr = src.vendorErr;
-  dst.byteLen = src.byteLen;
-  dst.immData = src.immData;
-  dst.qpNum = src.qpNum;
-  dst.srcQp = src.srcQp;
-  dst.wcFlags = src.wcFlags;
 }
 
 /** One queue (send or receive) of one QP: a FIFO of outstanding WRs; see the file comment. */

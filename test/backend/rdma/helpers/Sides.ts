@@ -8,10 +8,10 @@
 import assert from 'node:assert/strict';
 import * as ibv from '../../../../frontend/verbs/index.js';
 import type { ParavirtProvider } from '../../../../frontend/verbs/paravirt/ParavirtProvider.js';
-import type { DeviceAttachment, Transport } from '../../../../protocol/Pci.js';
-import type { DomainEnv } from '../../../../protocol/Program.js';
+import { contextOf } from '../../../../fuzz/rdma/Honest.js';
+import type { Transport } from '../../../../protocol/Pci.js';
 import { Access, emptyWc, type QpCap, type Wc } from '../../../../protocol/rdma/Verbs.js';
-import { DOM0, type GuestPhysAddr } from '../../../../protocol/Types.js';
+import type { GuestPhysAddr } from '../../../../protocol/Types.js';
 import type { Dom, PvWorld } from './PvWorld.js';
 
 /** Every access right. */
@@ -33,19 +33,8 @@ export interface Side {
   readonly mr: ibv.Mr;
 }
 
-/** A verbs context over an open provider (what openDevice builds). */
-export function contextOf(dom: Dom, provider: ParavirtProvider, transport: Transport): ibv.Context {
-  const att: DeviceAttachment = { device: 'nic0', kind: 'rdma-nic', transport, devid: 0, backendDomid: DOM0 };
-  const env: DomainEnv = {
-    domid: dom.domid,
-    name: `guest${dom.domid}`,
-    hypercalls: dom.hc,
-    devices: [att],
-    args: {},
-    log: () => {},
-  };
-  return new ibv.Context(env, att, provider);
-}
+// The verbs context over an open provider lives with the fuzzer's honest guests (one copy).
+export { contextOf };
 
 /** Opens `dom`'s device and creates PD, CQ, QP, buffer and MR. */
 export async function openSide(
