@@ -99,27 +99,21 @@ export function attachDevices(data: DomainDeviceData, directory: MemoryDirectory
   const attachments: DeviceAttachment[] = [];
   const iommus = new Map<string, IommuContext>();
   const dmaBases = new Map<string, number>();
+  // Borrowed functions of every kind attach alike: the lent view, its IOMMU and DMA window base.
+  const borrowedKinds = [
+    ['rdma-nic', lent],
+    ['nvme', lentNvmes],
+    ['accel', lentAccels],
+  ] as const;
   for (const owned of data.owned) {
     const transport = owned.iommu === 'bypass' ? 'native' : 'passthrough';
-    const borrowed = lent.get(owned.device);
-    if (borrowed !== undefined) {
-      attachments.push({ device: owned.device, kind: 'rdma-nic', transport, pci: borrowed.pci });
-      iommus.set(owned.device, borrowed.iommu);
-      dmaBases.set(owned.device, borrowed.dmaBase);
-      continue;
-    }
-    const lentNvme = lentNvmes.get(owned.device);
-    if (lentNvme !== undefined) {
-      attachments.push({ device: owned.device, kind: 'nvme', transport, pci: lentNvme.pci });
-      iommus.set(owned.device, lentNvme.iommu);
-      dmaBases.set(owned.device, lentNvme.dmaBase);
-      continue;
-    }
-    const lentAccel = lentAccels.get(owned.device);
-    if (lentAccel !== undefined) {
-      attachments.push({ device: owned.device, kind: 'accel', transport, pci: lentAccel.pci });
-      iommus.set(owned.device, lentAccel.iommu);
-      dmaBases.set(owned.device, lentAccel.dmaBase);
+    const borrowed = borrowedKinds
+      .map(([kind, fns]) => ({ kind, fn: fns.get(owned.device) }))
+      .find((b) => b.fn !== undefined);
+    if (borrowed?.fn !== undefined) {
+      attachments.push({ device: owned.device, kind: borrowed.kind, transport, pci: borrowed.fn.pci });
+      iommus.set(owned.device, borrowed.fn.iommu);
+      dmaBases.set(owned.device, borrowed.fn.dmaBase);
       continue;
     }
     const accel = accels.attachment(owned.device, transport);
