@@ -7,7 +7,8 @@
 
 import type { ControlClient } from '../../hypervisor-sim/hostd/ControlClient.js';
 import type { Transport } from '../../protocol/Pci.js';
-import { bandwidthFromCompletions, latencyFromSamples, rttFactor } from '../perftest/Stats.js';
+import { cellMemoryMiB, perftestCqMod } from '../compare/Matrix.js';
+import { bandwidthFromCompletions, rttFactor } from '../perftest/Stats.js';
 import type { PerftestArgs, PerftestResult, PerftestTestName } from '../programs/PerftestGuest.js';
 import { type Summary, summarize } from '../stats/Summary.js';
 import type { ClusterCellResult } from './ClusterCell.js';
@@ -45,10 +46,6 @@ export interface PairResult {
   readonly elapsedMs: number;
 }
 
-function cqModOf(o: PairOptions, txDepth: number): number {
-  return o.test.endsWith('_bw') && o.size <= 8192 ? Math.min(100, txDepth) : 1;
-}
-
 /** Runs `o` with the server on `server`'s host and the client on `client`'s. */
 export async function runClusterPair(
   server: ControlClient,
@@ -61,12 +58,12 @@ export async function runClusterPair(
     size: o.size,
     iters: o.iters,
     txDepth,
-    cqMod: cqModOf(o, txDepth),
+    cqMod: perftestCqMod(o.test.endsWith('_bw') ? 'bw' : 'lat', o.size, txDepth),
     inlineSize: 0,
     spinBudget: o.spinBudget,
     tag: `x-${o.transport}-${o.test}-${o.size}`,
   };
-  const memoryMiB = Math.max(32, Math.ceil((4 * o.size) / (1 << 20)) + 16);
+  const memoryMiB = cellMemoryMiB(o.size);
   const side = (role: 'server' | 'client', peerHost: string, c: ControlClient) =>
     c.call<ClusterCellResult>(
       'perftest-cell',
@@ -80,7 +77,6 @@ export async function runClusterPair(
   if (o.test.endsWith('_lat')) {
     const factor = rttFactor(o.test.split('_')[0] as 'write' | 'read' | 'send');
     const samples = r.rttUs ?? [];
-    latencyFromSamples(samples, { ticksPerUsec: 1, rttFactor: factor });
     const usec = summarize(samples.map((x) => x / factor));
     return { ...base, medianUs: usec.median, usec };
   }

@@ -20,7 +20,7 @@ import { bandwidthFromCompletions, latencyFromSamples, rttFactor } from '../perf
 import type { PerftestArgs, PerftestResult } from '../programs/PerftestGuest.js';
 import { summarize } from '../stats/Summary.js';
 import { runLentCell } from './LentCell.js';
-import type { CellPlan } from './Matrix.js';
+import { type CellPlan, cellMemoryMiB, perftestCqMod } from './Matrix.js';
 import {
   type CellResult,
   type DomainCpu,
@@ -48,9 +48,8 @@ export interface CellTask {
 /** What comes back: a measured cell or an instrumented breakdown. */
 export type CellOutcome = { readonly cell: CellResult } | { readonly breakdown: StageBreakdown };
 
-/** perftest's CQ moderation: every 100th WR signaled, 1 above 8 KiB (force_dependencies). */
 function cqModOf(plan: CellPlan): number {
-  return plan.kind === 'bw' && plan.size <= 8192 ? Math.min(100, plan.txDepth) : 1;
+  return perftestCqMod(plan.kind, plan.size, plan.txDepth);
 }
 
 /** The perftest guest's arguments for a cell. */
@@ -68,9 +67,8 @@ function perftestArgs(task: CellTask): PerftestArgs {
   };
 }
 
-/** Guest memory for a cell: two halves of the message buffer plus room for rings and the program. */
 function memoryMiBOf(plan: CellPlan): number {
-  return Math.max(32, Math.ceil((4 * plan.size) / (1 << 20)) + 16);
+  return cellMemoryMiB(plan.size);
 }
 
 async function runCell(task: CellTask): Promise<{ scenario: ScenarioResult; client: PerftestResult }> {

@@ -210,3 +210,13 @@ export function formatSize(bytes: number): string {
   if (bytes >= KiB && bytes % KiB === 0) return `${bytes / KiB} KiB`;
   return `${bytes} B`;
 }
+
+/** perftest's CQ moderation: every 100th WR signaled, 1 above 8 KiB (force_dependencies). */
+export function perftestCqMod(kind: CompareKind, size: number, txDepth: number): number {
+  return kind === 'bw' && size <= 8192 ? Math.min(100, txDepth) : 1;
+}
+
+/** Guest memory for a cell: two halves of the message buffer plus room for rings and the program. */
+export function cellMemoryMiB(size: number): number {
+  return Math.max(32, Math.ceil((4 * size) / (1 << 20)) + 16);
+}

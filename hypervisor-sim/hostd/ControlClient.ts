@@ -5,6 +5,7 @@
  */
 
 import { pvError } from '../../protocol/errors.js';
+import { LINK_VERSION } from '../../protocol/link/LinkFrame.js';
 import type { JsonMsgBody } from '../../protocol/link/LinkSchema.js';
 import type { LinkConn } from '../link/LinkConn.js';
 import { connectLink } from '../link/LinkListener.js';
@@ -25,7 +26,7 @@ export class ControlClient {
     const conn = await connectLink({
       host: address.slice(0, i),
       port,
-      hello: { host: name, hostId: 0, version: 1, role: 'control' },
+      hello: { host: name, hostId: 0, version: LINK_VERSION, role: 'control' },
       timeoutMs,
     });
     return new ControlClient(conn, address);

@@ -19,6 +19,7 @@
 
 import { pvError } from '../../protocol/errors.js';
 import type { StoreOps } from '../../protocol/Hypercalls.js';
+import { LINK_VERSION } from '../../protocol/link/LinkFrame.js';
 import type { CmRecordMsg, HelloMsg, JsonMsgBody } from '../../protocol/link/LinkSchema.js';
 import { EtcdRegistry } from '../lending/EtcdRegistry.js';
 import type { LinkConn } from '../link/LinkConn.js';
@@ -74,7 +75,7 @@ export class HostDaemon {
     this.directory = directory;
     this.registry = registry;
     this.link = '';
-    this._hello = { host: opts.name, hostId, version: 1, role: 'host' };
+    this._hello = { host: opts.name, hostId, version: LINK_VERSION, role: 'host' };
   }
 
   /** Joins the cluster: etcd, a host id, the link listener, the directory record. */

@@ -27,8 +27,8 @@ import type {
   MmioReqMsg,
 } from '../../protocol/link/LinkSchema.js';
 import { nvmeBarSize } from '../../protocol/nvme/NvmeRegs.js';
+import { BufferDma } from '../devices/rnic/RemoteWire.js';
 import { Host } from '../domain/Host.js';
-import type { DmaRef, DmaResolver } from '../iommu/DmaResolver.js';
 import type { Lease } from '../lending/Types.js';
 import type { LinkConn } from '../link/LinkConn.js';
 import type { MailboxServer } from '../link/Mailbox.js';
@@ -54,27 +54,6 @@ export interface BorrowedDevice {
   readonly barMailbox: SharedArrayBuffer;
   /** Set once the lease ended (returned, lender gone). */
   revoked: string | undefined;
-}
-
-/** IOMMU off: a bus address is an offset in the borrower memory. */
-class FlatResolver implements DmaResolver {
-  private readonly _bytes: Uint8Array;
-  private readonly _words: Int32Array;
-  constructor(sab: SharedArrayBuffer) {
-    this._bytes = new Uint8Array(sab);
-    this._words = new Int32Array(sab);
-  }
-  resolve(iova: number, len: number, _write: boolean, out: DmaRef): boolean {
-    if (!Number.isSafeInteger(iova) || iova < 0 || len < 0 || iova + len > this._bytes.length) return false;
-    out.bytes = this._bytes;
-    out.words = this._words;
-    out.offset = iova;
-    out.domid = 0;
-    return true;
-  }
-  generation(): number {
-    return 0;
-  }
 }
 
 export interface HostLendingOptions {
@@ -228,7 +207,12 @@ export async function installLending(daemon: HostDaemon, o: HostLendingOptions):
         memory,
         barMailbox,
         revoked: undefined,
-        remote: new BorrowedRemote({ lease: leaseText, resolver: new FlatResolver(memory), lender: owner }),
+        // IOMMU off on the borrower: a bus address is an offset in the borrower memory.
+        remote: new BorrowedRemote({
+          lease: leaseText,
+          resolver: new BufferDma(new Uint8Array(memory), true),
+          lender: owner,
+        }),
         bar: serveBarMailbox(barMailbox, leaseText, async (req) => (await conn.request('mmio', req)).body),
         conn,
       };
