@@ -24,7 +24,7 @@ import { type NvmeConfig, NvmeDevice, type NvmeState } from '../devices/nvme/Nvm
 import { functionReset } from '../devices/rnic/FunctionReset.js';
 import { type RnicConfig, RnicDevice, type RnicState } from '../devices/rnic/RnicDevice.js';
 import { FabricWord, RnicFabric, WIRE_IDEAL, type WireProfile } from '../devices/rnic/RnicFabric.js';
-import { breakLocksOf } from '../grant/EntryLock.js';
+import { breakLocksOf, threadLockOwner } from '../grant/EntryLock.js';
 import { IommuContext, type IommuDescriptor, type IommuMode } from '../iommu/IommuContext.js';
 import { MemoryDirectory } from '../memory/MemoryDirectory.js';
 import type { FabricProfileName } from '../pcie/Profiles.js';
@@ -356,12 +356,12 @@ export class HostDevices {
    * A domain's thread was terminated, possibly inside a NIC command or WR (an inline engine runs
    * in the thread that rings the doorbell, under the host's fabric lock): break the fabric lock
    * if that thread held it, or the reset below and every other NIC user would wait forever. The
-   * owner tag is RnicFabric's LOCK_OWNER of that thread, `(threadId % 0xfffe) + 1`. Call only
+   * owner tag is that thread's `threadLockOwner(threadId)` (EntryLock.ts), as RnicFabric takes it. Call only
    * once the thread has exited. Returns how many locks were broken (0 or 1).
    */
   breakLocksOfThread(threadId: number): number {
     if (threadId < 0) return 0;
-    return breakLocksOf(new Int32Array(this.fabricLock), FabricWord.LOCK, 1, 1, (threadId % 0xfffe) + 1);
+    return breakLocksOf(new Int32Array(this.fabricLock), FabricWord.LOCK, 1, 1, threadLockOwner(threadId));
   }
 
   /**

@@ -21,6 +21,14 @@ import { Stage, stages } from '../../protocol/stage/StageLedger.js';
 export const LOCK_CONTENDED = 1 << 16;
 /** Low bits of a lock word: the holder (domid + 1, or the host's id). */
 export const LOCK_OWNER_MASK = 0xffff;
+/**
+ * The owner id a thread takes device locks under (1 … 0xffff): derived from its Worker threadId,
+ * so the host can break the locks of a thread it killed (`breakLocksOf`) knowing only that id.
+ */
+export function threadLockOwner(threadId: number): number {
+  return (threadId % 0xfffe) + 1;
+}
+
 /** Polls before sleeping: longer than a critical section, far shorter than a wake-up (DESIGN §4). */
 const LOCK_SPINS = 100;
 /** Sleep slice; a defence against a lost wake-up, not a timing assumption. */

@@ -6,7 +6,7 @@
  */
 
 import { threadId } from 'node:worker_threads';
-import { lockEntry, unlockEntry } from '../../grant/EntryLock.js';
+import { lockEntry, threadLockOwner, unlockEntry } from '../../grant/EntryLock.js';
 import { type DmaRef, type DmaResolver, emptyDmaRef } from '../../iommu/DmaResolver.js';
 import { ACCEL_METRICS_BYTE_OFFSET, AccelCtlWord, AccelMetric } from './AccelLayout.js';
 
@@ -23,7 +23,7 @@ export interface AccelSizes {
 }
 
 /** Lock owner id of this thread (1 … 0xffff, as EntryLock requires). */
-const LOCK_OWNER = (threadId % 0xfffe) + 1;
+const LOCK_OWNER = threadLockOwner(threadId);
 
 /** Per-thread accelerator context (see the file comment). */
 export class AccelCtx {

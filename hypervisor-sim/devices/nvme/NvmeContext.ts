@@ -8,7 +8,7 @@
 import { threadId } from 'node:worker_threads';
 import { SQE_WORDS } from '../../../protocol/nvme/NvmeCommand.js';
 import { NVME_PAGE_SIZE } from '../../../protocol/nvme/NvmeRegs.js';
-import { lockEntry, unlockEntry } from '../../grant/EntryLock.js';
+import { lockEntry, threadLockOwner, unlockEntry } from '../../grant/EntryLock.js';
 import { type DmaRef, type DmaResolver, emptyDmaRef } from '../../iommu/DmaResolver.js';
 import { NVME_METRICS_BYTE_OFFSET, NvmeDevWord, NvmeMetric } from './NvmeLayout.js';
 import type { NvmeMediaInfo } from './NvmeMedia.js';
@@ -30,7 +30,7 @@ export interface NvmeSizes {
 }
 
 /** Lock owner id of this thread (1 … 0xffff, as EntryLock requires). */
-const LOCK_OWNER = (threadId % 0xfffe) + 1;
+const LOCK_OWNER = threadLockOwner(threadId);
 
 /** Per-thread controller context (see the file comment). */
 export class NvmeCtx {

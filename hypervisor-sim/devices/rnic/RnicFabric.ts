@@ -26,7 +26,7 @@
 import { threadId } from 'node:worker_threads';
 import { pvError } from '../../../protocol/errors.js';
 import type { SendWqe } from '../../../protocol/rdma/Wqe.js';
-import { lockEntry, unlockEntry } from '../../grant/EntryLock.js';
+import { lockEntry, threadLockOwner, unlockEntry } from '../../grant/EntryLock.js';
 import type { RnicCtx } from './RnicContext.js';
 import type { RnicDevice } from './RnicDevice.js';
 
@@ -71,7 +71,7 @@ export const enum FabricWord {
 /** Below this a modeled delay is spun (an Atomics.wait timeout is far coarser). */
 const SPIN_BELOW_NS = 5000;
 /** Lock owner id of this thread (1 … 0xffff, as EntryLock requires). */
-const LOCK_OWNER = (threadId % 0xfffe) + 1;
+const LOCK_OWNER = threadLockOwner(threadId);
 /** Word nobody notifies: sleeping on it is a timed sleep. */
 const SLEEP_WORD = new Int32Array(new SharedArrayBuffer(4));
 
