@@ -143,9 +143,14 @@ export function waitCq(cq: Cq, opts: WaitCqOptions = {}): boolean {
   const words = cq.words;
   const provider = cq.context.provider;
   const deadline = performance.now() + timeoutMs;
+  // Spin first WITHOUT arming: an armed CQ costs its producer an Atomics.notify per CQE (a
+  // process-wide futex lock in V8), so the arm is set only right before we may sleep.
+  for (let i = 0; i < spin; i++) {
+    if (ready(cq)) return true;
+  }
   for (;;) {
     // ORDERING: store ARMED before re-reading PROD (Dekker pair with produceCqe's store PROD →
-    // load ARMED): either we see its CQE below or it sees the arm and notifies PROD.
+    // exchange ARMED): either we see its CQE below or it sees the arm and notifies PROD.
     Atomics.store(words, CqWord.ARMED, 1);
     // ORDERING: seq-cst load after the arm; the raw value is what Atomics.wait compares against.
     const prod = Atomics.load(words, CqWord.PROD);
@@ -158,7 +163,7 @@ export function waitCq(cq: Cq, opts: WaitCqOptions = {}): boolean {
       return false;
     }
     cq.waits++;
-    adaptiveWait(words, CqWord.PROD, prod, spin, Math.min(remaining, slice));
+    adaptiveWait(words, CqWord.PROD, prod, 0, Math.min(remaining, slice));
     if (ready(cq)) break;
   }
   disarm(words);

@@ -8,7 +8,7 @@
  * offset   size   field      writer     reader     note
  * 0        4      prod       producer   consumer   free-running u32, Atomics.store after the CQE
  * 4        4      cons       consumer   producer   free-running u32, Atomics.store after reading
- * 8        4      armed      consumer   producer   1: consumer may sleep on `prod`; notify it
+ * 8        4      armed      both       producer   1: consumer may sleep on `prod`; one-shot: the producer clears it and notifies
  * 12       4      overflow   producer   consumer   set when a CQE found the ring full (CQ error)
  * 16       48     pad        -          -          zero
  * 64       N*64   cqe[N]     producer   consumer   N a power of two
@@ -119,8 +119,13 @@ export function produceCqe(words: Int32Array, entries: number, prod: number, wc:
   const next = (prod + 1) >>> 0;
   // ORDERING: the CQE was written with plain stores; this seq-cst store publishes it.
   Atomics.store(words, CqWord.PROD, next | 0);
-  // ORDERING: load after the store (Dekker pair with the consumer's store ARMED → load PROD).
-  if (Atomics.load(words, CqWord.ARMED) !== 0) Atomics.notify(words, CqWord.PROD);
+  // The arm is one-shot (as ibv_req_notify_cq's): the first CQE after it takes it and wakes the
+  // consumer; later ones do not pay for another notify until the consumer arms again.
+  // ORDERING: load, then exchange, after the store (Dekker pair with the consumer's store ARMED
+  // → load PROD); the exchange makes exactly one producer send the wake-up.
+  if (Atomics.load(words, CqWord.ARMED) !== 0 && Atomics.exchange(words, CqWord.ARMED, 0) !== 0) {
+    Atomics.notify(words, CqWord.PROD);
+  }
   return next;
 }
 

@@ -120,6 +120,21 @@ describe('verbs: waitCq without completions', () => {
     assert.deepEqual([out[0].wrId, out[0].status], [61, WcStatus.LOC_QP_OP_ERR]);
   });
 
+  it('spins WITHOUT arming the CQ, and arms only before it may sleep (an armed CQ costs its producer a notify)', () => {
+    const { cq } = setup();
+    type Spy = sinon.SinonSpy<[Int32Array, number, number?], number>;
+    const load = sinon.spy(Atomics, 'load') as unknown as Spy;
+    const store = sinon.spy(Atomics, 'store') as unknown as Spy;
+    assert.equal(waitCq(cq, { timeoutMs: 0, spinBudget: 50 }), false);
+    const arm = store.getCalls().find((c) => c.args[0] === cq.words && c.args[1] === CqWord.ARMED && c.args[2] === 1);
+    assert.ok(arm !== undefined, 'armed before giving up');
+    const polls = load
+      .getCalls()
+      .filter((c) => c.args[0] === cq.words && c.args[1] === CqWord.PROD && c.calledBefore(arm)).length;
+    assert.ok(polls >= 50, `${polls} polls of the producer index before the arm`);
+    assert.equal(Atomics.load(cq.words, CqWord.ARMED), 0);
+  });
+
   it('refuses a negative timeout or spin budget (PV_ERR_INVALID_ARG)', () => {
     const { cq } = setup();
     assert.throws(() => waitCq(cq, { timeoutMs: -1 }), { code: 'PV_ERR_INVALID_ARG' });
@@ -186,6 +201,24 @@ describe('verbs: pollCq (ibv_poll_cq.3)', () => {
     const out = wcs(4);
     assert.equal(pollCq(cq, 4, out), 2);
     assert.throws(() => pollCq(cq, 4, out), { code: 'PV_ERR_RDMA_QUEUE_FULL' });
+  });
+
+  it('the arm is one-shot (ibv_req_notify_cq): the first CQE after it clears it and notifies once; later CQEs do not notify', () => {
+    const { cq } = setup(8);
+    const notify = sinon.spy(Atomics, 'notify');
+    try {
+      let prod = 0;
+      prod = produceCqe(cq.words, cq.cqe, prod, cqe(1));
+      assert.equal(notify.callCount, 0, 'an unarmed CQ sends no notify');
+      Atomics.store(cq.words, CqWord.ARMED, 1);
+      for (let i = 2; i <= 4; i++) prod = produceCqe(cq.words, cq.cqe, prod, cqe(i));
+      assert.equal(notify.callCount, 1, 'one notify for three CQEs after one arm');
+      assert.deepEqual(notify.firstCall.args.slice(0, 2), [cq.words, CqWord.PROD]);
+      assert.equal(Atomics.load(cq.words, CqWord.ARMED), 0, 'the producer took the arm');
+      assert.equal(pollCq(cq, 8, wcs(8)), 4);
+    } finally {
+      notify.restore();
+    }
   });
 
   it('a corrupt producer index never makes pollCq read more than the ring holds', () => {
