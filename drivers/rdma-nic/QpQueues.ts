@@ -46,6 +46,8 @@ export class QpQueues {
   /** Last consumer indices the device reported. */
   sqCons = 0;
   rqCons = 0;
+  /** The send producer index the last SQ doorbell carried (what the device has been told). */
+  sqRung = 0;
   /** Written since the last doorbell. */
   sqDirty = false;
   rqDirty = false;

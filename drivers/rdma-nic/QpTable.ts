@@ -20,6 +20,9 @@ import { QpQueues } from './QpQueues.js';
 import type { DriverBuffer, DriverQp, DriverQpInit, QpQuery, QueueMemory } from './Types.js';
 import { checkRecvWr, checkSendWr } from './WrCheck.js';
 
+/** Send queues with at most this many new WQEs are rung before longer batches (`flush`). */
+const SHORT_BATCH = 2;
+
 function capField(cap: QpCap, key: keyof QpCap, min: number, max: number): number {
   const v = cap[key];
   if (!Number.isInteger(v) || v < min || v > max) {
@@ -216,6 +219,7 @@ export class QpTable {
     const q = this._get(qpn);
     if (!q.sqDirty) return;
     q.sqDirty = false;
+    q.sqRung = q.sqProd;
     this.doorbells++;
     this._bar.write32(sqDoorbell(qpn), q.sqProd | 0);
   }
@@ -229,17 +233,33 @@ export class QpTable {
     this._bar.write32(rqDoorbell(qpn), q.rqProd | 0);
   }
 
-  /** Writes every owed doorbell. Receive queues first, so a SEND looped back finds its buffer. */
+  /**
+   * Writes every owed doorbell: every receive queue first, so a SEND looped back finds its
+   * buffer; then send queues with at most SHORT_BATCH new WQEs; then the rest. A device that
+   * runs queues in doorbell order (the inline engine runs each in the writer's thread) then
+   * does a quiet QP's single WR before a busy QP's batch, not after it: the batch costs the
+   * busy QP one WR's delay, while the other order costs the quiet QP the whole batch's.
+   */
   flush(): void {
     const n = this._dirtyCount;
     this._dirtyCount = 0;
+    const dirty = this._dirty;
     for (let i = 0; i < n; i++) {
-      const qpn = this._dirty[i];
+      const q = this._qps[dirty[i]];
+      if (q?.rqDirty) this.ringRq(q.qpn);
+    }
+    let long = 0;
+    for (let i = 0; i < n; i++) {
+      const qpn = dirty[i];
       this._listed[qpn] = 0;
       const q = this._qps[qpn];
-      if (q === undefined) continue;
-      if (q.rqDirty) this.ringRq(qpn);
-      if (q.sqDirty) this.ringSq(qpn);
+      if (q === undefined || !q.sqDirty) continue;
+      if ((q.sqProd - q.sqRung) >>> 0 <= SHORT_BATCH) this.ringSq(qpn);
+      else dirty[long++] = qpn;
+    }
+    for (let i = 0; i < long; i++) {
+      const q = this._qps[dirty[i]];
+      if (q?.sqDirty) this.ringSq(q.qpn);
     }
   }
 

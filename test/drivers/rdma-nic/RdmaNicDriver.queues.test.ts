@@ -5,7 +5,9 @@
  */
 
 import assert from 'node:assert/strict';
+import sinon from 'sinon';
 import { cqBytes, pollCqes } from '../../../protocol/rdma/Cq.js';
+import { NicReg, rqDoorbell, sqDoorbell } from '../../../protocol/rdma/NicRegs.js';
 import { emptyWc, QpAttrMask, QpState, SendFlags, WcStatus, WrOpcode } from '../../../protocol/rdma/Verbs.js';
 import { encodeRecvWqe, encodeSendWqe, RECV_WQE_WORDS, SEND_WQE_WORDS } from '../../../protocol/rdma/Wqe.js';
 import type { Iova } from '../../../protocol/Types.js';
@@ -34,6 +36,60 @@ describe('rnic driver e2e: doorbells and queue space', () => {
       [100, 101, 102, 103, 104, 105, 106, 107],
     );
     assert.ok(same(a, 0, b, 0, 8 * 512));
+  });
+
+  it('a flush rings every receive queue, then send queues with ≤ 2 new WRs, then longer batches (a quiet QP waits behind one WR, not a batch)', () => {
+    const { a, b, nics } = pair();
+    const q = end(nics.a);
+    const qb = end(nics.b);
+    rts(q, qb);
+    rts(qb, q);
+    fill(a, 3, 8 * 512);
+    const write = (e: typeof a, peer: typeof b, i: number) => ({
+      wrId: i,
+      opcode: WrOpcode.RDMA_WRITE,
+      sendFlags: SendFlags.SIGNALED,
+      sgList: [{ addr: e.buf + i * 512, length: 512, lkey: e.lkey }],
+      remoteAddr: peer.buf + i * 512,
+      rkey: peer.rkey,
+    });
+    // The busy QP posts its batch first, then the quiet QP posts one WR and a receive.
+    for (let i = 0; i < 8; i++) a.drv.postSend(a.qpn, write(a, b, i));
+    a.drv.postSend(q.qpn, write(q, qb, 0));
+    a.drv.postRecv(q.qpn, { wrId: 77, sgList: [{ addr: q.buf, length: 64, lkey: q.lkey }] });
+    const bar = nics.a.pci.bars[0];
+    const spy = sinon.spy(bar, 'write32');
+    try {
+      a.drv.flush();
+      const order = spy
+        .getCalls()
+        .map((c) => c.args[0] as number)
+        .filter((off) => off >= NicReg.DOORBELLS);
+      assert.deepEqual(order, [rqDoorbell(q.qpn), sqDoorbell(q.qpn), sqDoorbell(a.qpn)]);
+    } finally {
+      spy.restore();
+    }
+    assert.deepEqual(
+      completions(a, 8).map((w) => w.wrId),
+      [0, 1, 2, 3, 4, 5, 6, 7],
+    );
+    assert.deepEqual(
+      completions(q, 1).map((w) => w.status),
+      [WcStatus.SUCCESS],
+    );
+    // Two WRs still count as short: posted after a batch of three, they are rung first.
+    for (let i = 0; i < 3; i++) a.drv.postSend(a.qpn, write(a, b, i));
+    for (let i = 0; i < 2; i++) a.drv.postSend(q.qpn, write(q, qb, i));
+    const spy2 = sinon.spy(bar, 'write32');
+    try {
+      a.drv.flush();
+      assert.deepEqual(
+        spy2.getCalls().map((c) => c.args[0] as number),
+        [sqDoorbell(q.qpn), sqDoorbell(a.qpn)],
+      );
+    } finally {
+      spy2.restore();
+    }
   });
 
   it('a full send queue → PV_ERR_RDMA_QUEUE_FULL until the device consumed (learned via QUERY_QP)', () => {
