@@ -24,8 +24,12 @@ export const enum FairWord {
 /** Words in the record. */
 export const FAIR_WORDS = 8;
 
-/** How a flooder floods. */
-export type FloodMode = 'full' | 'kick';
+/**
+ * How a flooder floods: `full` keeps its ring full; `kick` also notifies in a loop and never
+ * sleeps; `hog` is the control for `kick` — a guest that burns a core the same way but sends the
+ * backend nothing, so what the neighbour loses beside it is CPU, not backend service.
+ */
+export type FloodMode = 'full' | 'kick' | 'hog';
 
 /** A fresh control record. */
 export function newControl(): SharedArrayBuffer {

@@ -6,8 +6,11 @@
  *    every free slot gets a 4 KiB READ of a random 4 KiB block into one granted page, then it
  *    publishes; each response is taken at once and its slot refilled.
  *  - rdma: over the real verbs API, a QP looped back to itself with `depth` 4 KiB RDMA WRITEs
- *    always posted (the data ring and the send queue stay full); each completion reposts.
+ *    always posted (the data ring and the send queue stay full), in signaled chains of depth/2
+ *    as ib_write_bw posts them; each completed chain is reposted.
  * Completed operations are added to the control record (Control.ts) for the neighbour to count.
+ * Mode `hog` is the control: the guest spins its vCPU as `kick` does but never touches its
+ * device, so the neighbour's loss beside it is the CPU a spinning guest takes on this machine.
  */
 
 import { openBlkfront } from '../../frontend/blk/BlkConnect.js';
@@ -131,22 +134,27 @@ async function rdma(env: DomainEnv, a: FlooderArgs, ctl: Int32Array): Promise<Fl
     const qp = ibv.createQp(pd, { sendCq: cq, recvCq: cq, cap });
     ibv.connectRcQp(qp, { destQpNum: qp.qpNum, dlid: ctx.portId }, mr.access);
     const port = (ctx.provider as ParavirtProvider).channel.refs.port;
-    const wr = {
-      wrId: 0,
+    // As ib_write_bw does (perftest's --cq-mod): WRs go in chains of `batch`, and only the last
+    // of each chain is signaled, so one CQE retires the chain. The guest then spends little CPU
+    // per WR and keeps its queue full with the least effort — the strongest flood a guest on a
+    // 2-core machine can sustain without taking the CPU the backend and the neighbour run on.
+    const batch = Math.max(1, depth >> 1);
+    const chain = Array.from({ length: batch }, (_, i) => ({
+      wrId: i,
       opcode: WrOpcode.RDMA_WRITE,
-      sendFlags: SendFlags.SIGNALED,
+      sendFlags: i === batch - 1 ? SendFlags.SIGNALED : 0,
       sgList: [{ addr: buf, length: PAGE_SIZE, lkey: mr.lkey }],
       remoteAddr: (buf + PAGE_SIZE) as GuestPhysAddr,
       rkey: mr.rkey,
-    };
+    }));
     const wcs = Array.from({ length: depth }, emptyWc);
     let posted = 0;
     const deadline = performance.now() + MAX_MS;
     // ORDERING: seq-cst load of the neighbour's DONE.
     while (Atomics.load(ctl, FairWord.DONE) === 0 && performance.now() < deadline) {
-      while (posted < depth) {
-        ibv.postSend(qp, wr);
-        posted++;
+      while (posted + batch <= depth) {
+        ibv.postSend(qp, chain);
+        posted += batch;
       }
       // ORDERING: publish that the queue is full (once).
       if (Atomics.load(ctl, FairWord.FLOODING) === 0) Atomics.store(ctl, FairWord.FLOODING, 1);
@@ -155,19 +163,18 @@ async function rdma(env: DomainEnv, a: FlooderArgs, ctl: Int32Array): Promise<Fl
         if (wcs[i].status !== WcStatus.SUCCESS)
           throw pvError('PV_ERR_RDMA_BAD_STATE', `flood WR status ${wcs[i].status}`);
       }
-      posted -= n;
-      ops += n;
+      posted -= n * batch;
+      ops += n * batch;
       // ORDERING: seq-cst add; the neighbour loads it at both ends of its timed phase.
-      if (n > 0) Atomics.add(ctl, FairWord.FLOOD_OPS, n);
+      if (n > 0) Atomics.add(ctl, FairWord.FLOOD_OPS, n * batch);
       if (a.mode === 'kick') {
         for (let k = 0; k < KICKS_PER_TURN; k++) env.hypercalls.evtchn.notify(port);
         kicks += KICKS_PER_TURN;
-      } else if (posted > depth / 2) {
-        // A queue at least half full: sleep until completions instead of spinning, and refill in
-        // batches. The flooder stands for a guest on its own vCPU; spinning or reposting one WR
-        // at a time would only take this 2-core machine's CPU from the backend and the
-        // neighbour (CPU scheduling, not backend fairness). The backend still always has at
-        // least depth/2 of its WRs queued.
+      } else if (posted + batch > depth) {
+        // The queue is full: sleep until a chain completes instead of spinning. The flooder
+        // stands for a guest on its own vCPU; spinning would only take this 2-core machine's CPU
+        // from the backend and the neighbour (CPU scheduling, not backend fairness). The
+        // backend still always has at least `depth − batch` of its WRs queued.
         ibv.waitCq(cq, { timeoutMs: 5, spinBudget: 0 });
       }
     }
@@ -175,7 +182,7 @@ async function rdma(env: DomainEnv, a: FlooderArgs, ctl: Int32Array): Promise<Fl
     const drainBy = performance.now() + 5000;
     while (posted > 0 && performance.now() < drainBy) {
       const n = ibv.pollCq(cq, depth, wcs);
-      posted -= n;
+      posted -= n * batch;
       if (n === 0) ibv.waitCq(cq, { timeoutMs: 5 });
     }
   } finally {
@@ -186,8 +193,21 @@ async function rdma(env: DomainEnv, a: FlooderArgs, ctl: Int32Array): Promise<Fl
   return { ops, kicks };
 }
 
+/** Spins until the neighbour is done, with no I/O at all (the `hog` control). */
+function hog(ctl: Int32Array): FlooderResult {
+  // ORDERING: seq-cst store: the "flood" (a busy vCPU) is on.
+  Atomics.store(ctl, FairWord.FLOODING, 1);
+  const deadline = performance.now() + MAX_MS;
+  // ORDERING: seq-cst load of the neighbour's DONE.
+  while (Atomics.load(ctl, FairWord.DONE) === 0 && performance.now() < deadline) {
+    // Busy: the work a kicking guest does, minus the kicks.
+  }
+  return { ops: 0, kicks: 0 };
+}
+
 export default async function main(env: DomainEnv): Promise<FlooderResult> {
   const a = env.args as unknown as FlooderArgs;
   const ctl = new Int32Array(a.ctl);
+  if (a.mode === 'hog') return hog(ctl);
   return a.backend === 'rdma' ? rdma(env, a, ctl) : blk(env, a, ctl);
 }

@@ -108,7 +108,9 @@ async function rdma(env: DomainEnv, a: NeighbourArgs): Promise<NeighbourResult> 
       });
       while (!done.delete(k)) {
         if (ibv.pollCq(cq, 1, wcs) === 0) {
-          ibv.waitCq(cq, { timeoutMs: 1000 });
+          // Busy-poll as ib_write_lat does (no CQ events): a QD1 guest waits for its completion
+          // on its own vCPU; the long spin only falls back to sleeping if the backend stalls.
+          ibv.waitCq(cq, { timeoutMs: 1000, spinBudget: 200_000 });
           continue;
         }
         if (wcs[0].status !== WcStatus.SUCCESS) throw pvError('PV_ERR_RDMA_BAD_STATE', wcStatusName(wcs[0].status));

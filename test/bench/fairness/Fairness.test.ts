@@ -3,7 +3,7 @@
  * guest whose ring is always full — and one that also kicks its event channel in a loop — the
  * neighbour on the same backend still completes operations, the flooder is served too, the
  * serving loop's work per ring per round stays within `batchLimit`, and dom0 holds no grant
- * mapping at shutdown. The throughput ratio is printed, never asserted (wall clock).
+ * mapping at shutdown; the report carries the no-I/O CPU hog control. The throughput ratio is printed, never asserted (wall clock).
  */
 
 import assert from 'node:assert/strict';
@@ -31,15 +31,19 @@ describe('pvio fairness: a neighbour keeps being served beside a flooding guest 
   }
 
   it('the report puts each phase beside the neighbour alone and prints the ratio', async () => {
-    const rows = await runFairness({ backends: ['blk'], seconds: 0.2, phases: ['full'] });
+    const rows = await runFairness({ backends: ['blk'], seconds: 0.2, phases: ['full', 'hog'] });
     assert.deepEqual(
       rows.map((r) => r.phase),
-      ['alone', 'full'],
+      ['alone', 'full', 'hog'],
     );
     assert.equal(rows[0].ratio, 1);
     assert.ok(Number.isFinite(rows[1].ratio) && rows[1].ratio > 0);
+    // The control guest spins with no I/O: the backend serves nobody but the neighbour.
+    assert.ok(rows[2].neighbourOps > 0);
+    assert.equal(rows[2].floodOpsPerSec, 0);
     const table = formatFairness(rows);
     assert.match(table, /blk +full ring +\d+ +\d+\.\d%/);
+    assert.match(table, /blk +cpu hog, no I\/O +\d+ +\d+\.\d%/);
     console.log(`      fairness (0.2 s, this machine, not asserted):\n${table.replace(/^/gm, '      ')}`);
   });
 });
