@@ -164,6 +164,27 @@ export interface StoreOps {
   transactionEnd(tx: StoreTx, commit: boolean): Promise<void>;
 }
 
+/** A ring-end record of the host's monitor buffer (protocol/monitor/MonitorLayout.ts), taken by `MonitorOps`. */
+export interface MonitorRingRecord {
+  /** The record's counters (RingCounter order); only the thread that took the record writes them. */
+  readonly counters: Float64Array;
+  /** Frees the record (the ring end is torn down); idempotent. */
+  release(): void;
+}
+
+/**
+ * Publishing counters to monitors (`pvio top`): the hypervisor hands out records of a shared
+ * buffer the host's main thread reads. Optional: fakes and the fuzzer have none, and a ring end
+ * then keeps counting privately.
+ */
+export interface MonitorOps {
+  /**
+   * A record for one end of a ring of `kind` ('blkif', 'vrdma-ctrl', 'vrdma-data', 'io') shared
+   * with `peer`, owned by the calling domain; undefined when the pool is exhausted.
+   */
+  ringRecord(kind: string, peer: DomId, end: 'front' | 'back'): MonitorRingRecord | undefined;
+}
+
 /** Everything a domain may do to the hypervisor. */
 export interface Hypercalls {
   readonly domid: DomId;
@@ -171,6 +192,8 @@ export interface Hypercalls {
   readonly grant: GrantOps;
   readonly evtchn: EvtchnOps;
   readonly store: StoreOps;
+  /** Counter publishing for monitors, when the hypervisor offers it. */
+  readonly monitor?: MonitorOps;
 }
 
 /** Retries `fn` inside a store transaction until it commits (xenstore's EAGAIN loop). */

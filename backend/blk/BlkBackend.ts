@@ -61,6 +61,8 @@ interface Connection {
   readonly port: EvtchnPort;
   readonly serverId: number;
   readonly handler: BlkHandler;
+  /** Its counters are published to the monitor until disconnect. */
+  readonly ring: BackRing;
 }
 
 /** Everything the backend serves, and its counters. */
@@ -117,17 +119,21 @@ export class BlkBackend {
     const dev = this._deviceFor(front, devid);
     const ringMap = this._hc.grant.mapGrants(front, refs, true);
     let local: EvtchnPort | undefined;
+    let unpublish = (): void => {};
     try {
       const ring = new BackRing(ringMap.view, BLKIF_SLOT_SIZE);
+      ring.counters.publish(this._hc.monitor, 'blkif', front, 'back');
+      unpublish = () => ring.counters.unpublish();
       local = this._hc.evtchn.bindInterdomain(front, port);
       const handler = new BlkHandler(this._hc, front, dev);
       const serverId = this._server.add(ring, local, handler.handle, (code, message) => {
         this.events.halted++;
         this._log(`blkback: ring of dom${front} vbd ${devid} halted: ${code}: ${message}`);
       });
-      this._live.set(key, { ringMap, port: local, serverId, handler });
+      this._live.set(key, { ringMap, port: local, serverId, handler, ring });
       this.events.connects++;
     } catch (err) {
+      unpublish();
       if (local !== undefined) this._hc.evtchn.close(local);
       this._hc.grant.unmapGrant(ringMap.handle);
       throw err;
@@ -145,6 +151,7 @@ export class BlkBackend {
     if (c === undefined) return;
     this._live.delete(key);
     this._server.remove(c.serverId);
+    c.ring.counters.unpublish();
     addStats(this._closed, this._closedRefusals, c.handler);
     this.events.disconnects++;
     // Nothing below may be skipped by an earlier failure: each release stands alone.

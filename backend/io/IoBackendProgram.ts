@@ -50,6 +50,8 @@ interface Connection {
   port: EvtchnPort;
   serverId: number;
   handler: IoHandler;
+  /** Its counters are published to the monitor until disconnect. */
+  ring: BackRing;
 }
 
 export default async function main(env: DomainEnv): Promise<Record<string, unknown>> {
@@ -71,17 +73,20 @@ export default async function main(env: DomainEnv): Promise<Record<string, unkno
         const { refs, port } = parseRingKeys(keys);
         const ringMap = hc.grant.mapGrants(front, refs, true);
         let local: EvtchnPort | undefined;
+        let ring: BackRing | undefined;
         try {
-          const ring = new BackRing(ringMap.view, IO_SLOT_SIZE);
+          ring = new BackRing(ringMap.view, IO_SLOT_SIZE);
+          ring.counters.publish(hc.monitor, 'io', front, 'back');
           local = hc.evtchn.bindInterdomain(front, port);
           const handler = new IoHandler(hc, front);
           const serverId = server.add(ring, local, handler.handle, (code, message) => {
             env.log(`io backend: ring of dom${front} halted: ${code}: ${message}`);
           });
-          conn = { ringMap, port: local, serverId, handler };
+          conn = { ringMap, port: local, serverId, handler, ring };
           connects++;
           return {};
         } catch (err) {
+          ring?.counters.unpublish();
           if (local !== undefined) hc.evtchn.close(local);
           hc.grant.unmapGrant(ringMap.handle);
           throw err;
@@ -92,6 +97,7 @@ export default async function main(env: DomainEnv): Promise<Record<string, unkno
         const c = conn;
         conn = undefined;
         server.remove(c.serverId);
+        c.ring.counters.unpublish();
         handlerErrors += c.handler.errors;
         c.handler.release();
         hc.evtchn.close(c.port);

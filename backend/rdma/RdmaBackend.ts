@@ -66,6 +66,8 @@ interface Connection {
   readonly port: EvtchnPort;
   readonly ringIds: number[];
   readonly pollerId: number | undefined;
+  /** Control and data rings: their counters are published to the monitor until disconnect. */
+  readonly rings: readonly BackRing[];
 }
 
 /** Counters of the service. */
@@ -231,11 +233,15 @@ export class RdmaBackend {
     let port: EvtchnPort | undefined;
     let session: GuestSession | undefined;
     const ringIds: number[] = [];
+    const rings: BackRing[] = [];
     try {
       maps.push(hc.grant.mapGrants(front, [grantRef(k.ctrlRingRef)], true));
       maps.push(hc.grant.mapGrants(front, k.dataRingRefs.map(grantRef) as GrantRef[], true));
       const ctrlRing = new BackRing(maps[0].view, PV_CTRL_SLOT_SIZE);
       const dataRing = new BackRing(maps[1].view, PV_DATA_SLOT_SIZE);
+      rings.push(ctrlRing, dataRing);
+      ctrlRing.counters.publish(hc.monitor, 'vrdma-ctrl', front, 'back');
+      dataRing.counters.publish(hc.monitor, 'vrdma-data', front, 'back');
       port = hc.evtchn.bindInterdomain(front, evtchnPort(k.eventChannel));
       session = new GuestSession(hc, front, k.mode, nic, this.limits);
       if (k.mode === 'copy') session.copy = new CopyEngine(session);
@@ -248,9 +254,10 @@ export class RdmaBackend {
       ringIds.push(this._server.add(ctrlRing, port, ctrl.handle, onFatal));
       ringIds.push(this._server.add(dataRing, port, data.handle, onFatal));
       const pollerId = session.copy ? this._server.addPoller(session.copy) : undefined;
-      return { session, ctrl, maps, port, ringIds, pollerId };
+      return { session, ctrl, maps, port, ringIds, pollerId, rings };
     } catch (err) {
       for (const id of ringIds) this._server.remove(id);
+      for (const r of rings) r.counters.unpublish();
       session?.destroy();
       if (port !== undefined) hc.evtchn.close(port);
       for (const m of maps) hc.grant.unmapGrant(m.handle);
@@ -287,6 +294,7 @@ export class RdmaBackend {
     if (c === undefined) return;
     this._conns.delete(key);
     for (const id of c.ringIds) this._server.remove(id);
+    for (const r of c.rings) r.counters.unpublish();
     if (c.pollerId !== undefined) this._server.removePoller(c.pollerId);
     const s = c.session;
     for (const [k, v] of Object.entries(s.counters) as [keyof typeof s.counters, number][]) this.stats[k] += v;

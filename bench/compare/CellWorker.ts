@@ -271,7 +271,9 @@ export default async function cellTask(task: CellTask): Promise<CellOutcome> {
     if (LENT_TRANSPORTS.includes(transport)) return { cell: await lentCell(task) };
     const { scenario, client } = await runCell(task);
     if (task.instrument) return { breakdown: breakdownOf(task, scenario, task.plan.iters) };
-    return { cell: cellOf(task, { cpu: domainCpu(scenario, task.plan.iters), elapsedMs: scenario.elapsedMs }, client) };
+    const cell = cellOf(task, { cpu: domainCpu(scenario, task.plan.iters), elapsedMs: scenario.elapsedMs }, client);
+    const consoles = consolesOf(scenario);
+    return { cell: consoles === undefined ? cell : { ...cell, consoles } };
   } catch (err) {
     const e = err as { code?: string; message?: string };
     const error = { code: e.code ?? 'PV_ERR_UNKNOWN', message: e.message ?? String(err) };
@@ -280,6 +282,16 @@ export default async function cellTask(task: CellTask): Promise<CellOutcome> {
     }
     return { cell: { transport, op, kind, size, cpu: [], elapsedMs: 0, error } };
   }
+}
+
+/** The final console screens of a scenario's domains that wrote anything (cheap: ≤ 30 lines each). */
+function consolesOf(s: ScenarioResult): Record<string, readonly string[]> | undefined {
+  const all: Array<[string, readonly string[]]> = [
+    ...Object.entries(s.guests).map(([name, o]): [string, readonly string[]] => [name, o.screen]),
+    ['dom0', s.backend.screen],
+  ];
+  const written = all.filter(([, screen]) => screen.length > 0);
+  return written.length > 0 ? Object.fromEntries(written) : undefined;
 }
 
 function zeroStages(): Record<StageName, number> {

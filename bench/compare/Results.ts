@@ -124,6 +124,16 @@ export interface CellResult extends CellKey {
   readonly lent?: LentFabricCounts;
   /** Set when the cell failed; the other fields are then absent or partial. */
   readonly error?: { readonly code: string; readonly message: string };
+  /**
+   * Final console screen of each domain that wrote one (by domain name). Not part of
+   * results.json: writeReport saves them as `consoles/<cellId>/<domain>.txt`.
+   */
+  readonly consoles?: Readonly<Record<string, readonly string[]>>;
+}
+
+/** A cell's folder name under `consoles/`: `paravirt-write-lat-4096`. */
+export function cellId(key: CellKey): string {
+  return `${key.transport}-${key.op}-${key.kind}-${key.size}`;
 }
 
 /** Per-stage breakdown of one transport (from a separate instrumented run). */

@@ -1,10 +1,12 @@
 /**
  * Writes a `pvio compare` results directory: `results.json` (the run as is, so the report can be
- * re-rendered later), each plot as SVG and PNG, and `report.md`, which embeds the PNGs.
+ * re-rendered later), each plot as SVG and PNG, and `report.md`, which embeds the PNGs; and the
+ * final console screen of every domain of a cell that wrote one, as `consoles/<cellId>/<domain>.txt`
+ * (kept out of results.json, whose schema does not carry them).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CompareResults } from '../compare/Results.js';
+import { type CompareResults, cellId } from '../compare/Results.js';
 import { renderReport } from './Markdown.js';
 import { PLOT_NAMES, plotSpecs, renderPlot } from './Plots.js';
 
@@ -20,7 +22,15 @@ export async function writeReport(dir: string, r: CompareResults): Promise<strin
     await writeFile(path, data);
     written.push(path);
   };
-  await put('results.json', `${JSON.stringify(r, null, 2)}\n`);
+  const cells = r.cells.map(({ consoles: _, ...cell }) => cell);
+  await put('results.json', `${JSON.stringify({ ...r, cells }, null, 2)}\n`);
+  for (const c of r.cells) {
+    if (c.consoles === undefined) continue;
+    await mkdir(join(dir, 'consoles', cellId(c)), { recursive: true });
+    for (const [domain, screen] of Object.entries(c.consoles)) {
+      await put(join('consoles', cellId(c), `${domain}.txt`), `${screen.join('\n')}\n`);
+    }
+  }
   const specs = plotSpecs(r);
   // One plot at a time: rendering is CPU-bound, and the run may share two cores with other work.
   for (const name of PLOT_NAMES) {

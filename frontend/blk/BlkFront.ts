@@ -126,6 +126,7 @@ export class BlkFront {
     const view = hc.memory.view(addr, ringBytes(this.ringOrder));
     initSharedRing(view);
     const ring = new FrontRing(view, BLKIF_SLOT_SIZE);
+    ring.counters.publish(hc.monitor, 'blkif', this._backend, 'front');
     const refs: GrantRef[] = [];
     const first = gfnOf(addr);
     for (let i = 0; i < pages; i++) refs.push(hc.grant.grantAccess(this._backend, (first + i) as Gfn, false));
@@ -218,6 +219,7 @@ export class BlkFront {
     this.kill(pvError('PV_ERR_DISCONNECTED', 'the vbd was disconnected'));
     const ringRefs = this._attached ? [...this.ringRefs] : [];
     if (this._attached) this._hc.evtchn.close(this.port);
+    this.ring.counters.unpublish();
     this._attached = false;
     const left = await endDeferred([...ringRefs, ...this._shadows.heldRefs()]);
     const ringLeft = left.filter((r) => ringRefs.includes(r));
@@ -238,6 +240,7 @@ export class BlkFront {
     this._attached = false;
     this.requeued += this._shadows.requeueAll();
     this._hc.evtchn.close(this.port);
+    this.ring.counters.unpublish();
     const left = await endDeferred(this.ringRefs);
     if (left.length === 0) this._hc.memory.freePages(this._ringAddr, 1 << this.ringOrder);
     return left.length;

@@ -67,6 +67,7 @@ export class IoRingFront {
     const view = hc.memory.view(this._ringAddr, ringBytes(order));
     initSharedRing(view, opts.startIndex ?? 0);
     this.ring = new FrontRing(view, IO_SLOT_SIZE);
+    this.ring.counters.publish(hc.monitor, 'io', backend, 'front');
     const first = gfnOf(this._ringAddr);
     const ringRefs: GrantRef[] = [];
     for (let i = 0; i < this._pages; i++) {
@@ -125,6 +126,7 @@ export class IoRingFront {
 
   /** Ends the ring grants and frees the pages (after the backend has unmapped). */
   release(): void {
+    this.ring.counters.unpublish();
     for (const ref of this.keys.ringRefs) this._hc.grant.endAccess(ref);
     this._hc.evtchn.close(this.keys.port);
     this._hc.memory.freePages(this._ringAddr, this._pages);

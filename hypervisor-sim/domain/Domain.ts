@@ -1,5 +1,10 @@
 /**
- * The host's handle on one domain: its worker, memory, console lines and result.
+ * The host's handle on one domain: its worker, memory, console and result.
+ *
+ * Console: the guest writes to its console page (protocol/console/ConsoleRing.ts); the domain's
+ * ConsoleTerminal reads it into an xterm screen and into `console` lines. The guest writes its
+ * console before it posts its result, so draining when the result (or error) message arrives
+ * makes `console` complete before `result` settles; the terminal is closed at exit.
  */
 
 import type { Worker } from 'node:worker_threads';
@@ -7,6 +12,7 @@ import { fromWireError, pvError } from '../../protocol/errors.js';
 import type { DeviceAttachment } from '../../protocol/Pci.js';
 import type { ThreadReport } from '../../protocol/stage/ThreadReports.js';
 import type { DomId } from '../../protocol/Types.js';
+import { ConsoleTerminal } from '../console/ConsoleTerminal.js';
 import type { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
 import type { DomainToHost, HostToDomain } from './DomainWorker.js';
 import type { PciAssignment } from './HostDevices.js';
@@ -54,14 +60,15 @@ export class Domain {
   readonly domid: DomId;
   readonly name: string;
   readonly memory: SharedArrayGuestMemory;
-  /** Console lines written by the program, in order. */
-  readonly console: string[] = [];
+  /** Console lines written by the program, in order (env.log lines and console.log output). */
+  readonly console: string[];
   /** Settles when the program returns (resolve) or throws, crashes or is destroyed (reject). */
   readonly result: Promise<DomainResult>;
   private _state: DomainState = 'running';
   private readonly _worker: Worker;
   private readonly _exited: Promise<void>;
   private _settle!: { resolve: (r: DomainResult) => void; reject: (e: Error) => void };
+  private readonly _terminal: ConsoleTerminal;
 
   constructor(
     domid: DomId,
@@ -70,21 +77,26 @@ export class Domain {
     worker: Worker,
     echo: boolean,
     onExit: () => void,
+    consolePage: SharedArrayBuffer,
   ) {
     this.domid = domid;
     this.name = name;
     this.memory = memory;
     this._worker = worker;
+    this._terminal = new ConsoleTerminal(consolePage, {
+      onLine: echo ? (line) => process.stdout.write(`[${name}] ${line}\n`) : undefined,
+    });
+    this.console = this._terminal.lines;
+    this._terminal.start();
     this.result = new Promise<DomainResult>((resolve, reject) => {
       this._settle = { resolve, reject };
     });
     // A result nobody awaits must not become an unhandled rejection.
     this.result.catch(() => {});
     worker.on('message', (msg: DomainToHost) => {
-      if (msg.type === 'log') {
-        this.console.push(msg.line);
-        if (echo) process.stdout.write(`[${name}] ${msg.line}\n`);
-      } else if (msg.type === 'result') {
+      // Everything the program wrote before it finished is in the ring now.
+      this._terminal.drain();
+      if (msg.type === 'result') {
         this._finish('finished');
         this._settle.resolve({
           value: msg.value,
@@ -109,6 +121,8 @@ export class Domain {
     });
     this._exited = new Promise<void>((resolve) => {
       worker.once('exit', () => {
+        // The final screen stays readable through screen(); the xterm is freed.
+        void this._terminal.close();
         if (this._state === 'running') {
           this._state = 'failed';
           this._settle.reject(uncaught ?? pvError('PV_ERR_DOMAIN_CRASHED', `domain ${name} exited without a result`));
@@ -122,6 +136,21 @@ export class Domain {
   /** Current lifecycle state. */
   get state(): DomainState {
     return this._state;
+  }
+
+  /** The console screen as a person would see it now (the final one once the domain exited). */
+  screen(): Promise<string[]> {
+    return this._terminal.screen();
+  }
+
+  /** All console text so far, one line per entry (a partial last line included). */
+  consoleText(): string[] {
+    return this._terminal.text;
+  }
+
+  /** Bytes the guest dropped from its console because the host did not read them in time. */
+  get consoleDropped(): number {
+    return this._terminal.dropped;
   }
 
   /** Resolves once the worker has exited and the host has cleaned up after it. */

@@ -7,8 +7,10 @@
  */
 
 import { performance } from 'node:perf_hooks';
+import { format } from 'node:util';
 import type { MessagePort } from 'node:worker_threads';
 import { parentPort, workerData } from 'node:worker_threads';
+import { ConsoleWriter } from '../../protocol/console/ConsoleRing.js';
 import { toWireError } from '../../protocol/errors.js';
 import type { Hypercalls } from '../../protocol/Hypercalls.js';
 import type { DomainEnv, DomainMain } from '../../protocol/Program.js';
@@ -21,6 +23,9 @@ import { type GrantSpaceConfig, GrantTableSpace } from '../grant/GrantTableSpace
 import { SimGrantOps } from '../grant/SimGrantOps.js';
 import { MemoryDirectory } from '../memory/MemoryDirectory.js';
 import { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
+import { MonitorSpace } from '../monitor/MonitorSpace.js';
+import { SimMonitorOps } from '../monitor/SimMonitorOps.js';
+import { currentTid } from '../monitor/ThreadStat.js';
 import { StoreClient } from '../store/StoreClient.js';
 import { threadCpuTime } from './CpuClock.js';
 import { attachDevices } from './DomainDevices.js';
@@ -47,6 +52,10 @@ export interface DomainWorkerData {
    * instruments stages: this thread then runs its ledger. Absent in measuring runs.
    */
   readonly stageWindow?: SharedArrayBuffer;
+  /** The host's monitor buffer (protocol/monitor/MonitorLayout.ts): TID, grant/notify counters, ring records. */
+  readonly monitorBuffer?: SharedArrayBuffer;
+  /** This domain's console page (protocol/console/ConsoleRing.ts): env.log and console.* go there. */
+  readonly consolePage: SharedArrayBuffer;
 }
 
 /** Messages from the host to a domain thread. */
@@ -56,7 +65,6 @@ export type HostToDomain =
 
 /** Messages from a domain thread to the host. */
 export type DomainToHost =
-  | { readonly type: 'log'; readonly line: string }
   | {
       readonly type: 'result';
       readonly value: unknown;
@@ -74,11 +82,28 @@ async function run(): Promise<void> {
   const port = parentPort;
   if (!port) throw new Error('DomainWorker must run in a worker thread');
   const domid: DomId = domId(data.domid);
+  // The console ring, as a Xen guest's hvc console: env.log and the thread's console.* write to it.
+  const consoleRing = new ConsoleWriter(data.consolePage);
+  const encoder = new TextEncoder();
+  const writeConsole = (text: string): void => {
+    consoleRing.write(encoder.encode(text));
+  };
+  const toConsole = (...args: unknown[]): void => writeConsole(`${format(...args)}\r\n`);
+  console.log = toConsole;
+  console.info = toConsole;
+  console.warn = toConsole;
+  console.error = toConsole;
+  console.debug = toConsole;
   const memory = new SharedArrayGuestMemory(domid, data.memory);
   const directory = new MemoryDirectory();
   directory.addMemory(memory);
   for (const p of data.peers) directory.add(domId(p.domid), p.buffer);
-  const evtchn = new SimEvtchnOps(domid, new EvtchnSpace(data.evtchnBuffer, data.evtchnConfig));
+  // Monitor: this thread's TID (the host reads its CPU time) and its counters in the host's buffer.
+  const monitorSpace = data.monitorBuffer === undefined ? undefined : new MonitorSpace(data.monitorBuffer);
+  monitorSpace?.setTid(domid, currentTid());
+  const monitorCounters = monitorSpace?.domainCounters(domid);
+  const monitor = monitorSpace === undefined ? undefined : new SimMonitorOps(domid, monitorSpace);
+  const evtchn = new SimEvtchnOps(domid, new EvtchnSpace(data.evtchnBuffer, data.evtchnConfig), monitorCounters);
 
   port.on('message', (msg: HostToDomain) => {
     if (msg.type === 'domain-added') {
@@ -97,9 +122,11 @@ async function run(): Promise<void> {
     grant: new SimGrantOps(domid, new GrantTableSpace(data.grantBuffer, data.grantConfig), directory, {
       devices: devices.iommus,
       deviceDmaBase: devices.dmaBases,
+      monitor: monitorCounters,
     }),
     evtchn,
     store: new StoreClient(data.storePort),
+    monitor,
   };
   const env: DomainEnv = {
     domid,
@@ -108,7 +135,7 @@ async function run(): Promise<void> {
     devices: devices.attachments,
     args: data.args,
     log(line: string): void {
-      port.postMessage({ type: 'log', line } satisfies DomainToHost);
+      writeConsole(`${line}\r\n`);
     },
   };
 

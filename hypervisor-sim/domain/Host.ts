@@ -20,6 +20,7 @@
  */
 
 import { MessageChannel, Worker } from 'node:worker_threads';
+import { CONSOLE_PAGE_BYTES } from '../../protocol/console/ConsoleRing.js';
 import { pvError } from '../../protocol/errors.js';
 import type { StoreOps } from '../../protocol/Hypercalls.js';
 import { StageWindow } from '../../protocol/stage/StageLedger.js';
@@ -33,6 +34,8 @@ import { EvtchnSpace } from '../evtchn/EvtchnSpace.js';
 import { GrantTableSpace } from '../grant/GrantTableSpace.js';
 import { createMailbox } from '../link/Mailbox.js';
 import { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
+import { registerHost, unregisterHost } from '../monitor/LiveHosts.js';
+import { MonitorSpace } from '../monitor/MonitorSpace.js';
 import type { FabricProfileName } from '../pcie/Profiles.js';
 import { LocalStoreClient } from '../store/LocalStoreClient.js';
 import { StoreServer } from '../store/StoreServer.js';
@@ -117,6 +120,8 @@ export class Host {
   private readonly _onWireMailbox: ((domid: number, sab: SharedArrayBuffer) => void) | undefined;
   /** The stage window every ledger of this host follows (when it instruments stages). */
   readonly stageWindow: SharedArrayBuffer | undefined;
+  /** Counters every domain thread publishes for monitors (HostMonitor.ts reads them). */
+  readonly monitor: MonitorSpace;
 
   constructor(opts: HostOptions = {}) {
     this.name = opts.name ?? 'host0';
@@ -133,6 +138,7 @@ export class Host {
       entriesPerDomain: opts.grantEntriesPerDomain ?? 16384,
     });
     this.evtchn = EvtchnSpace.create({ maxDomains: this._maxDomains, portsPerDomain: opts.portsPerDomain ?? 256 });
+    this.monitor = MonitorSpace.create({ maxDomains: this._maxDomains });
     // A domain sleeping in Atomics.wait only sees store messages once it returns to its event
     // loop: kick its wake word after every post so it returns promptly.
     this._storeServer = new StoreServer(this.store, { onPost: (domid) => this.evtchn.wake(domid) });
@@ -149,6 +155,8 @@ export class Host {
             stageWindow: this.stageWindow,
           })
         : undefined;
+    // Seen by `pvio top` and snapshotAll() until shutdown().
+    registerHost(this);
   }
 
   /** Live domains by id. */
@@ -183,12 +191,14 @@ export class Host {
     this.evtchn.resetDomain(id);
     // A reused id: end grants the previous owner left that nobody maps any more.
     this.grants.releaseDomain(id);
+    this.monitor.openDomain(id);
     const devices = this.devices.workerData(pci, attachments);
     // A thread that runs NIC engines (it attaches NICs) may have to reach another host's NIC.
     const wireMailbox = this._wireMailboxes && devices.nics.length > 0 ? createMailbox() : undefined;
     const channel = new MessageChannel();
     this._storeServer.attach(id, channel.port1);
     const program = spec.program instanceof URL ? spec.program.href : spec.program;
+    const consolePage = new SharedArrayBuffer(CONSOLE_PAGE_BYTES);
     const data: DomainWorkerData = {
       domid: id,
       name: spec.name,
@@ -203,6 +213,9 @@ export class Host {
       peers: this.domains().map((d) => ({ domid: d.domid, buffer: d.memory.buffer })),
       devices: wireMailbox === undefined ? devices : { ...devices, wireMailbox },
       stageWindow: this.stageWindow,
+      monitorBuffer: this.monitor.buffer,
+      // One console page per domain (zeroed: every index starts at 0), read by its Domain.
+      consolePage,
     };
     // The owner's identity map is programmed before its thread can touch the device.
     this.devices.assign(id, memory.size, pci);
@@ -216,13 +229,22 @@ export class Host {
       });
     } catch (err) {
       this.devices.release(id);
+      this.monitor.closeDomain(id);
       this._storeServer.detach(id);
       this.store.removeDomain(id);
       throw err;
     }
     // Read now: a Worker's threadId is -1 once it has exited, and teardown needs it.
     const threadId = worker.threadId;
-    const domain = new Domain(id, spec.name, memory, worker, this._echo, () => this._teardown(id, threadId));
+    const domain = new Domain(
+      id,
+      spec.name,
+      memory,
+      worker,
+      this._echo,
+      () => this._teardown(id, threadId),
+      consolePage,
+    );
     if (wireMailbox !== undefined) this._onWireMailbox?.(id, wireMailbox);
     this._domains.set(id, domain);
     this._broadcast({ type: 'domain-added', domid: id, buffer: memory.buffer }, id);
@@ -267,6 +289,7 @@ export class Host {
    * that thread ended ('none' without one).
    */
   async shutdown(): Promise<'none' | 'stopped' | 'terminated'> {
+    unregisterHost(this);
     const order = this.domains().sort((a, b) => b.domid - a.domid);
     for (const d of order) await d.kill('destroyed');
     // Stopping twice (a second shutdown) waits for the first stop.
@@ -299,6 +322,8 @@ export class Host {
     this.devices.release(id);
     this.evtchn.closeDomain(id);
     this.grants.releaseDomain(id);
+    // Its ring records go too (a ring it never tore down, a claim cut short by a crash).
+    this.monitor.closeDomain(id);
     this._storeServer.detach(id);
     this.store.removeDomain(id);
     this._broadcast({ type: 'domain-removed', domid: id }, id);

@@ -14,6 +14,7 @@
 
 import { pvError } from '../../protocol/errors.js';
 import type { EvtchnOps, WaitOptions } from '../../protocol/Hypercalls.js';
+import { DomainCounter } from '../../protocol/monitor/MonitorLayout.js';
 import { Stage, stages } from '../../protocol/stage/StageLedger.js';
 import type { DomId, EvtchnPort } from '../../protocol/Types.js';
 import { adaptiveWait } from '../../protocol/wait.js';
@@ -70,9 +71,16 @@ export class SimEvtchnOps implements EvtchnOps {
    * from its old peer lands on a closed port rather than on a new channel. */
   private _nextPort = 1;
 
-  /** Binds the ops to `domid` (which must have state in `space`). */
-  constructor(domid: DomId, space: EvtchnSpace) {
+  /** Monitor counters of the domain (DomainCounter order): shared when the host has a monitor. */
+  private readonly _mon: Float64Array;
+
+  /**
+   * Binds the ops to `domid` (which must have state in `space`). `monitor`: the domain's
+   * counters in the host's monitor buffer (this thread is their only writer); absent, private.
+   */
+  constructor(domid: DomId, space: EvtchnSpace, monitor?: Float64Array) {
     space.checkDomain(domid);
+    this._mon = monitor ?? new Float64Array(DomainCounter.COUNT);
     this.domid = domid;
     this.space = space;
     this._words = space.words;
@@ -136,6 +144,7 @@ export class SimEvtchnOps implements EvtchnOps {
     }
     const c = this.counters;
     c.sent++;
+    this._mon[DomainCounter.NOTIFIES]++;
     // INVARIANT: an interdomain BIND word names a validated peer (written by bindInterdomain).
     const delivery = this.space.setPending(bindDom(bind), bindPort(bind));
     if (delivery === Delivery.COALESCED) {

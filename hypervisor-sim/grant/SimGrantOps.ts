@@ -18,6 +18,7 @@
 
 import { pvError } from '../../protocol/errors.js';
 import type { GrantCopyOp, GrantMapping, GrantOps, MapGrantOptions } from '../../protocol/Hypercalls.js';
+import { DomainCounter } from '../../protocol/monitor/MonitorLayout.js';
 import { Stage, stages } from '../../protocol/stage/StageLedger.js';
 import {
   type DomId,
@@ -65,6 +66,12 @@ export interface SimGrantOpsOptions {
    * therefore always what the device really puts on its bus; callers never add an offset.
    */
   readonly deviceDmaBase?: ReadonlyMap<string, number>;
+  /**
+   * This domain's counters in the host's monitor buffer (DomainCounter order,
+   * protocol/monitor/MonitorLayout.ts): refs mapped and unmapped, copies and bytes copied.
+   * This thread is their only writer. Absent: counted privately.
+   */
+  readonly monitor?: Float64Array;
 }
 
 /** One maptrack entry. */
@@ -93,6 +100,8 @@ export class SimGrantOps implements GrantOps {
   private readonly _maptrack = new Map<number, MapRecord>();
   private _mappedRefs = 0;
   private _nextHandle = 1;
+  /** Monitor counters (DomainCounter order): shared when the host has a monitor, else private. */
+  private readonly _mon: Float64Array;
 
   /**
    * `memories` must hold this domain's memory and those of the domains it maps or copies from.
@@ -114,6 +123,7 @@ export class SimGrantOps implements GrantOps {
       }
     }
     this._ownTable = space.entryBase(domid, 0);
+    this._mon = opts.monitor ?? new Float64Array(DomainCounter.COUNT);
   }
 
   /**
@@ -237,6 +247,7 @@ export class SimGrantOps implements GrantOps {
     const handle = this._allocHandle();
     this._maptrack.set(handle, { granter, bases, writable: write, device, deviceIova });
     this._mappedRefs += count;
+    this._mon[DomainCounter.GRANT_MAPS] += count;
     // INVARIANT: every frame was checked inside the granter's memory and they are contiguous.
     const view = memory.bytes.subarray(first * PAGE_SIZE, (first + count) * PAGE_SIZE);
     const mapping = { handle: handle as MapHandle, view, writable: write };
@@ -267,6 +278,7 @@ export class SimGrantOps implements GrantOps {
     if (record.device !== undefined && record.deviceIova !== undefined) record.device.unmapForeign(record.deviceIova);
     this._maptrack.delete(handle);
     this._mappedRefs -= record.bases.length;
+    this._mon[DomainCounter.GRANT_UNMAPS] += record.bases.length;
     for (const base of record.bases) unpinGrant(this._space, base, this.domid, record.writable);
   }
 
@@ -291,6 +303,8 @@ export class SimGrantOps implements GrantOps {
       const dstAddr = this._pinSide(dest, true);
       try {
         copyBetween(source.memory, srcAddr, dest.memory, dstAddr, len);
+        this._mon[DomainCounter.GRANT_COPIES]++;
+        this._mon[DomainCounter.GRANT_COPY_BYTES] += len;
       } finally {
         this._unpinSide(dest, true);
       }

@@ -32,6 +32,11 @@ export interface DomainOutcome {
   readonly cpuNs: number;
   readonly console: readonly string[];
   /**
+   * The domain's final console screen (its @xterm/headless terminal, 100 × 30): what a person
+   * watching `pvio console` would have seen last, trailing blank lines trimmed.
+   */
+  readonly screen: readonly string[];
+  /**
    * With `host.instrumentStages`: wall ns per stage of the domain's thread, indexed by `Stage`
    * (protocol/stage/StageLedger.ts), from its `main()` to its return — or, when a program opened
    * the host's stage window (`stages.openWindow()` / `closeWindow()`), within that window. HOME
@@ -204,13 +209,13 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
     const threads: DeviceThreadOutcome[] = [];
     const engine = host.engineThread?.report;
     if (engine !== undefined) threads.push({ name: 'device-engine', ...engine });
-    guests.forEach((g, i) => {
-      out[g.spec.name] = outcome(g.domain.domid, results[i], g.domain.console);
+    for (const [i, g] of guests.entries()) {
+      out[g.spec.name] = outcome(g.domain.domid, results[i], g.domain.console, await g.domain.screen());
       for (const t of results[i].threads ?? []) threads.push(t);
-    });
+    }
     return {
       guests: out,
-      backend: outcome(dom0.domid, backend, dom0.console),
+      backend: outcome(dom0.domid, backend, dom0.console, await dom0.screen()),
       counters,
       backingFiles,
       elapsedMs,
@@ -223,8 +228,8 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
   }
 }
 
-function outcome(domid: number, r: DomainResult, console: readonly string[]): DomainOutcome {
-  const o = { domid, value: r.value, cpuNs: r.cpuNs, console };
+function outcome(domid: number, r: DomainResult, console: readonly string[], screen: readonly string[]): DomainOutcome {
+  const o = { domid, value: r.value, cpuNs: r.cpuNs, console, screen };
   return r.stagesNs === undefined ? o : { ...o, stagesNs: r.stagesNs };
 }
 

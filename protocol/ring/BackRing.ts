@@ -11,7 +11,7 @@
 import { pvError } from '../errors.js';
 import { type RingIndex, ringIndex } from '../Types.js';
 import { needsNotify, RingWord, ringSlots, ringWords } from './Layout.js';
-import { RingCounters } from './RingCounters.js';
+import { RingCounter, RingCounters } from './RingCounters.js';
 
 /** Back end of a shared ring: consumes requests from a hostile front, produces responses. */
 export class BackRing {
@@ -23,7 +23,7 @@ export class BackRing {
   readonly slotWords: number;
   /** The whole ring as Int32 words (header + slots). */
   readonly words: Int32Array;
-  /** Cheap counters. */
+  /** Cheap counters (one indexed add each; published to the monitor by the ring's owner). */
   readonly counters = new RingCounters();
 
   private _reqCons: number;
@@ -101,7 +101,7 @@ export class BackRing {
     const n = this.slotWords;
     for (let i = 0; i < n; i++) dst[dstWord + i] = src[base + i];
     this._reqCons = (this._reqCons + 1) >>> 0;
-    this.counters.requests++;
+    this.counters.values[RingCounter.REQUESTS]++;
   }
 
   /** `RING_REQUEST_CONS_OVERFLOW`: no response slot is free for another request. */
@@ -124,7 +124,7 @@ export class BackRing {
   /** Marks the response slot as produced (still private until `pushResponses()`). */
   commitResponse(): void {
     this._rspProdPvt = (this._rspProdPvt + 1) >>> 0;
-    this.counters.responses++;
+    this.counters.values[RingCounter.RESPONSES]++;
   }
 
   /**
@@ -143,8 +143,8 @@ export class BackRing {
     // ORDERING: load after the seq-cst store.
     const event = Atomics.load(w, RingWord.RSP_EVENT) >>> 0;
     const notify = needsNotify(newProd, old, event);
-    if (notify) this.counters.notifies++;
-    else this.counters.suppressed++;
+    if (notify) this.counters.values[RingCounter.NOTIFIES]++;
+    else this.counters.values[RingCounter.SUPPRESSED]++;
     return notify;
   }
 

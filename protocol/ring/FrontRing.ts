@@ -15,7 +15,7 @@
 import { pvError } from '../errors.js';
 import { type RingIndex, ringIndex } from '../Types.js';
 import { needsNotify, RingWord, ringSlots, ringWords } from './Layout.js';
-import { RingCounters } from './RingCounters.js';
+import { RingCounter, RingCounters } from './RingCounters.js';
 
 /** Front end of a shared ring: produces requests, consumes responses (see the file comment). */
 export class FrontRing {
@@ -27,7 +27,7 @@ export class FrontRing {
   readonly slotWords: number;
   /** The whole ring as Int32 words (header + slots). Slot fields are read and written here. */
   readonly words: Int32Array;
-  /** Cheap counters (requests, notifies sent and suppressed, full-ring stalls). */
+  /** Cheap counters (one indexed add each; published to the monitor by the ring's owner). */
   readonly counters = new RingCounters();
 
   private _reqProdPvt: number;
@@ -80,7 +80,7 @@ export class FrontRing {
    */
   nextRequestSlot(): number {
     if (this.freeRequests() === 0) {
-      this.counters.fullStalls++;
+      this.counters.values[RingCounter.FULL_STALLS]++;
       throw pvError('PV_ERR_RING_FULL', `all ${this.size} slots hold outstanding requests`);
     }
     return RingWord.SLOTS + (this._reqProdPvt & this._mask) * this.slotWords;
@@ -89,7 +89,7 @@ export class FrontRing {
   /** Marks the slot returned by `nextRequestSlot()` as produced (still private). */
   commitRequest(): void {
     this._reqProdPvt = (this._reqProdPvt + 1) >>> 0;
-    this.counters.requests++;
+    this.counters.values[RingCounter.REQUESTS]++;
   }
 
   /**
@@ -109,8 +109,8 @@ export class FrontRing {
     // followed by its re-read of req_prod in finalCheckForRequests.
     const event = Atomics.load(w, RingWord.REQ_EVENT) >>> 0;
     const notify = needsNotify(newProd, old, event);
-    if (notify) this.counters.notifies++;
-    else this.counters.suppressed++;
+    if (notify) this.counters.values[RingCounter.NOTIFIES]++;
+    else this.counters.values[RingCounter.SUPPRESSED]++;
     return notify;
   }
 
@@ -138,7 +138,7 @@ export class FrontRing {
   /** Advances the private response consumer. */
   consumeResponse(): void {
     this._rspCons = (this._rspCons + 1) >>> 0;
-    this.counters.responses++;
+    this.counters.values[RingCounter.RESPONSES]++;
   }
 
   /**

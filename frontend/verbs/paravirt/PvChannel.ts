@@ -82,6 +82,8 @@ export class PvChannel {
     initSharedRing(dataView);
     this.ctrl = new FrontRing(ctrlView, PV_CTRL_SLOT_SIZE);
     this.data = new FrontRing(dataView, PV_DATA_SLOT_SIZE);
+    this.ctrl.counters.publish(hc.monitor, 'vrdma-ctrl', backend, 'front');
+    this.data.counters.publish(hc.monitor, 'vrdma-data', backend, 'front');
     const granted: GrantRef[] = [];
     try {
       granted.push(hc.grant.grantAccess(backend, gfnOf(this._ctrlAddr), false));
@@ -91,6 +93,8 @@ export class PvChannel {
       const port = hc.evtchn.allocUnbound(backend);
       this.refs = { ctrlRingRef: granted[0], dataRingRefs: granted.slice(1), port };
     } catch (err) {
+      this.ctrl.counters.unpublish();
+      this.data.counters.unpublish();
       for (const ref of granted) hc.grant.endAccess(ref);
       hc.memory.freePages(this._ctrlAddr, ctrlPages);
       hc.memory.freePages(this._dataAddr, dataPages);
@@ -208,6 +212,9 @@ export class PvChannel {
 
   /** Closes the event channel. */
   closePort(): void {
+    // The rings are torn down from here on: stop publishing their counters.
+    this.ctrl.counters.unpublish();
+    this.data.counters.unpublish();
     this._hc.evtchn.close(this.refs.port);
   }
 
