@@ -103,8 +103,11 @@ export async function fuzzMain(argv: string[]): Promise<void> {
       seed: args.seed,
       seconds: args.seconds,
       cases: args.cases,
-      progress: (line) => process.stderr.write(`${line}\n`),
+      // On a terminal one status line redrawn in place each second; in a log, quiet (the report
+      // follows at the end).
+      progress: process.stderr.isTTY ? (line) => process.stderr.write(`\r\x1b[2K${line}`) : undefined,
     });
+    if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
     reports.push(report);
     if (!args.json) process.stdout.write(`${formatReport(report)}\n`);
   }

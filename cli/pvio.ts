@@ -116,7 +116,32 @@ const COMMANDS: Record<string, Command> = {
     usage: 'pvio fairness [--backend rdma|blk] [--seconds N] [--repeat N] [--batch-limit N] [--json]',
     run: async (argv) => (await import('../bench/fairness/Fairness.js')).fairnessMain(argv),
   },
+  top: {
+    summary: 'live dashboard of a running pvio process (xentop): domains, rings, devices; keys q, s, d, ↑↓',
+    usage:
+      'pvio top [--pid N] [--interval MS] [--sort cpu|id|name|notify] [--once] [--frames N] [--demo [--seconds N]]',
+    run: async (argv) => (await import('./top/TopCommand.js')).topMain(argv),
+  },
+  console: {
+    summary: "print a running domain's console screen (xl console); -f follows it",
+    usage: 'pvio console <domain|id|host/domain> [-f] [--pid N] [--interval MS]',
+    run: async (argv) => (await import('./console.js')).consoleMain(argv),
+  },
 };
+
+/** Commands that run no host of their own, so nothing to watch. */
+const UNMONITORED = new Set(['console', 'ctl', 'cluster', 'fuzz', 'ring-bench']);
+
+/** Starts this process's monitor socket (MonitorServer.ts); a failure only costs `pvio top`. */
+async function serveMonitor(cmd: string, argv: string[]): Promise<void> {
+  try {
+    const { MonitorServer } = await import('../hypervisor-sim/monitor/MonitorServer.js');
+    const { processSource } = await import('../hypervisor-sim/monitor/ProcessSource.js');
+    await MonitorServer.start(processSource(['pvio', cmd, ...argv].join(' ')));
+  } catch (err) {
+    process.stderr.write(`pvio: pvio top cannot watch this run: ${err instanceof Error ? err.message : String(err)}\n`);
+  }
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -147,6 +172,8 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
+    // `pvio top` runs hosts only with --demo (then `pvio console` can read its guests).
+    if (!UNMONITORED.has(cmd) && (cmd !== 'top' || rest.includes('--demo'))) await serveMonitor(cmd, rest);
     await c.run(rest);
     return 0;
   } catch (err) {

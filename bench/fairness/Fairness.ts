@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { runScenario, type ScenarioResult } from '../../hypervisor-sim/scenario/Scenario.js';
 import type { GuestSpec } from '../../hypervisor-sim/scenario/ScenarioSpec.js';
 import { pvError } from '../../protocol/errors.js';
+import { Progress } from '../compare/Progress.js';
 import { type FloodMode, newControl } from './Control.js';
 import type { FlooderResult } from './Flooder.js';
 import type { NeighbourResult } from './Neighbour.js';
@@ -57,6 +58,8 @@ export interface FairnessOptions {
   readonly phases?: readonly FairPhase[];
   /** Each phase runs this many times, in rotation (alone, full, kick, alone, …); medians reported. */
   readonly repeat?: number;
+  /** Progress of the phases (a bar on a terminal, a line per phase elsewhere); none by default. */
+  readonly progress?: Progress;
 }
 
 /** Runs one phase on a fresh host. */
@@ -118,7 +121,12 @@ export async function runFairness(o: FairnessOptions): Promise<FairnessPhase[]> 
   for (const backend of o.backends) {
     const runs = new Map<FairPhase, Array<Omit<FairnessPhase, 'ratio' | 'samples'>>>(phases.map((p) => [p, []]));
     for (let rep = 0; rep < (o.repeat ?? 1); rep++) {
-      for (const phase of phases) runs.get(phase)?.push(await runPhase(backend, phase, o.seconds, o.batchLimit));
+      for (const phase of phases) {
+        o.progress?.start(`${backend} ${phase} (${rep + 1}/${o.repeat ?? 1})`);
+        const r = await runPhase(backend, phase, o.seconds, o.batchLimit);
+        runs.get(phase)?.push(r);
+        o.progress?.done(`${backend} ${phase}`, `neighbour ${r.neighbourOpsPerSec.toFixed(0)} ops/s`);
+      }
     }
     const rate = (p: FairPhase) => median((runs.get(p) ?? []).map((r) => r.neighbourOpsPerSec));
     const alone = rate('alone');
@@ -193,7 +201,9 @@ export async function fairnessMain(argv: string[]): Promise<void> {
   if (!Number.isInteger(repeat) || repeat < 1 || repeat > 50)
     throw pvError('PV_ERR_CONFIG', '--repeat: an integer in [1, 50]');
   const backends: FairBackend[] = b === undefined ? ['blk', 'rdma'] : [b];
-  const rows = await runFairness({ backends, seconds, batchLimit: bl, repeat });
+  const progress = new Progress(backends.length * 4 * repeat);
+  const rows = await runFairness({ backends, seconds, batchLimit: bl, repeat, progress });
+  progress.finish();
   if (values.json)
     process.stdout.write(`${JSON.stringify({ seconds, repeat, batchLimit: bl ?? null, rows }, null, 2)}\n`);
   else

@@ -22,6 +22,10 @@ export interface NeighbourArgs {
   readonly iodepth?: number;
   /** The control record shared with a flooder (absent: the neighbour runs alone). */
   readonly ctl?: SharedArrayBuffer;
+  /** Word 0 non-zero ends the timed phase early (`pvio top --demo` quitting). */
+  readonly stop?: SharedArrayBuffer;
+  /** Keep a status line on the console, rewritten in place once a second (`pvio top --demo`). */
+  readonly status?: boolean;
 }
 
 /** What the program returns. */
@@ -36,7 +40,7 @@ const IO_BYTES = 4096;
 const WARMUP = 50;
 
 /** Runs `io` (one operation, resolved when complete) `iodepth`-deep for `seconds`. */
-async function timed(a: NeighbourArgs, io: (lane: number) => Promise<void>): Promise<NeighbourResult> {
+async function timed(env: DomainEnv, a: NeighbourArgs, io: (lane: number) => Promise<void>): Promise<NeighbourResult> {
   const ctl = a.ctl === undefined ? undefined : new Int32Array(a.ctl);
   for (let i = 0; i < WARMUP; i++) await io(0);
   if (ctl !== undefined && !(await waitWord(ctl, FairWord.FLOODING, 30_000))) {
@@ -48,10 +52,24 @@ async function timed(a: NeighbourArgs, io: (lane: number) => Promise<void>): Pro
   let ios = 0;
   const t0 = performance.now();
   const end = t0 + a.seconds * 1000;
+  const stop = a.stop === undefined ? undefined : new Int32Array(a.stop);
+  // ORDERING: seq-cst load of the stop word the host sets.
+  const stopped = () => stop !== undefined && Atomics.load(stop, 0) !== 0;
+  // The status line: bold label, then the count; cursor up + erase line rewrites it in place.
+  let nextStatus = a.status === true ? t0 + 1000 : Number.POSITIVE_INFINITY;
+  const label = `\x1b[1m${a.backend} 4 KiB ${a.backend === 'rdma' ? 'WRITE' : 'random read'}, qd ${a.iodepth ?? 1}\x1b[0m`;
+  if (a.status === true) env.log(`${label}: starting`);
   const lane = async (k: number): Promise<void> => {
-    while (performance.now() < end) {
+    while (performance.now() < end && !stopped()) {
       await io(k);
       ios++;
+      if (k === 0 && performance.now() >= nextStatus) {
+        const s = (performance.now() - t0) / 1000;
+        env.log(
+          `\x1b[1A\x1b[2K${label}: ${ios} ops in ${s.toFixed(0)} s, \x1b[32m${(ios / s).toFixed(0)} ops/s\x1b[0m`,
+        );
+        nextStatus += 1000;
+      }
     }
   };
   await Promise.all(Array.from({ length: a.iodepth ?? 1 }, (_, k) => lane(k)));
@@ -75,7 +93,7 @@ async function blk(env: DomainEnv, a: NeighbourArgs): Promise<NeighbourResult> {
       x ^= x << 5;
       return ((x >>> 0) % slots) * per;
     };
-    return await timed(a, (k) => dev.wait(dev.read(next(), per, bufs[k])));
+    return await timed(env, a, (k) => dev.wait(dev.read(next(), per, bufs[k])));
   } finally {
     await dev.close();
   }
@@ -118,7 +136,7 @@ async function rdma(env: DomainEnv, a: NeighbourArgs): Promise<NeighbourResult> 
         if (depth > 1) await Promise.resolve();
       }
     };
-    return await timed(a, io);
+    return await timed(env, a, io);
   } finally {
     await ibv.closeDevice(ctx);
   }
