@@ -33,7 +33,7 @@ export interface ConsoleAnswer {
 
 /** What the server serves. */
 export interface MonitorSource {
-  snapshot(): MonitorSnapshot;
+  snapshot(): MonitorSnapshot | Promise<MonitorSnapshot>;
   /** The console of the domain named or numbered `domain` (`host/name` when several hosts run). */
   console(domain: string): Promise<ConsoleAnswer | undefined>;
 }

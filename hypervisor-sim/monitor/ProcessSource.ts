@@ -1,27 +1,26 @@
 /**
- * What this process's monitor socket serves (MonitorServer.ts): snapshots of every live host
- * (LiveHosts.ts) and the console screen of any of their domains, found by name, domain id, or
- * `host/name`.
+ * What this process's monitor socket serves (MonitorServer.ts): snapshots of every live host —
+ * this thread's (LiveHosts.ts) and those of worker threads (ThreadHosts.ts: `pvio compare` runs
+ * each cell's host in a pool worker) — and the console screen of any of their domains, found by
+ * name, domain id, or `host/name`.
  */
 
-import { liveHosts, snapshotAll } from './LiveHosts.js';
+import { findConsole, snapshotAll } from './LiveHosts.js';
 import type { ConsoleAnswer, MonitorSource } from './MonitorServer.js';
+import type { MonitorSnapshot } from './Snapshot.js';
+import { ThreadHostsClient } from './ThreadHosts.js';
 
 /** The source for a process running `command`. */
 export function processSource(command: string): MonitorSource {
+  const others = new ThreadHostsClient();
   return {
-    snapshot: () => snapshotAll(command),
+    async snapshot(): Promise<MonitorSnapshot> {
+      const own = snapshotAll(command);
+      const more = await others.hosts();
+      return more.length === 0 ? own : { ...own, hosts: [...own.hosts, ...more] };
+    },
     async console(domain: string): Promise<ConsoleAnswer | undefined> {
-      const slash = domain.indexOf('/');
-      const hostName = slash < 0 ? undefined : domain.slice(0, slash);
-      const want = slash < 0 ? domain : domain.slice(slash + 1);
-      for (const h of liveHosts()) {
-        if (hostName !== undefined && h.name !== hostName) continue;
-        const d = h.domains().find((x) => x.name === want || String(x.domid) === want);
-        if (d === undefined) continue;
-        return { host: h.name, domid: d.domid, name: d.name, state: d.state, screen: await d.screen() };
-      }
-      return undefined;
+      return (await findConsole(domain)) ?? (await others.console(domain));
     },
   };
 }
