@@ -56,6 +56,7 @@ export interface DeviceRow {
   readonly dmaMiBPerSec: number;
   readonly doorbellsPerSec: number;
   readonly faults: number;
+  readonly queueDepth: number;
 }
 
 /** Everything one frame shows. */
@@ -156,6 +157,7 @@ export function topRows(prev: MonitorSnapshot | undefined, cur: MonitorSnapshot)
         dmaMiBPerSec: rate(d.dmaBytes, p?.dmaBytes) / MIB,
         doorbellsPerSec: rate(d.doorbells, p?.doorbells),
         faults: d.faults,
+        queueDepth: d.queueDepth ?? 0,
       });
     }
   }

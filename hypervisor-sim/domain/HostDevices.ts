@@ -263,6 +263,14 @@ export class HostDevices {
     for (const n of this._nvmes.values()) NvmeDevice.destroy(n.data.state);
   }
 
+  /** Every NIC's and SSD's queue depth now (work rung and not yet taken by the device). */
+  queueDepths(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, nic] of this._nics) out[name] = nic.device.queueDepth();
+    for (const [name, n] of this._nvmes) out[name] = n.device.queueDepth();
+    return out;
+  }
+
   /** Every NIC's counters (WRs, bytes, CQEs, faults, …), read from its shared state. */
   metrics(): Record<string, Record<string, number>> {
     const out: Record<string, Record<string, number>> = {};

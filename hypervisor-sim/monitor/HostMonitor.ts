@@ -73,25 +73,49 @@ export function deviceSnapshots(host: Host): DeviceSnapshot[] {
   const devs = host.devices;
   const out: DeviceSnapshot[] = [];
   const owner = (name: string): number => devs.owner(name) ?? -1;
+  const depth = devs.queueDepths();
   for (const [name, m] of Object.entries(devs.metrics())) {
-    out.push(device(name, 'rdma-nic', owner(name), m, { ops: ['wrs'], dmaBytes: ['bytes'], faults: ['faults'] }));
+    out.push(
+      device(
+        name,
+        'rdma-nic',
+        owner(name),
+        m,
+        { ops: ['wrs'], dmaBytes: ['bytes'], faults: ['faults'] },
+        depth[name] ?? 0,
+      ),
+    );
   }
   for (const [name, m] of Object.entries(devs.nvmeMetrics())) {
     out.push(
-      device(name, 'nvme', owner(name), m, {
-        ops: ['commands'],
-        dmaBytes: ['bytesRead', 'bytesWritten'],
-        faults: ['dmaFaults'],
-      }),
+      device(
+        name,
+        'nvme',
+        owner(name),
+        m,
+        {
+          ops: ['commands'],
+          dmaBytes: ['bytesRead', 'bytesWritten'],
+          faults: ['dmaFaults'],
+        },
+        depth[name] ?? 0,
+      ),
     );
   }
   for (const [name, m] of Object.entries(devs.accelMetrics())) {
     out.push(
-      device(name, 'accel', owner(name), m, {
-        ops: ['kernels'],
-        dmaBytes: ['bytesToDevice', 'bytesFromDevice'],
-        faults: ['dmaFaults'],
-      }),
+      device(
+        name,
+        'accel',
+        owner(name),
+        m,
+        {
+          ops: ['kernels'],
+          dmaBytes: ['bytesToDevice', 'bytesFromDevice'],
+          faults: ['dmaFaults'],
+        },
+        0,
+      ),
     );
   }
   return out;
@@ -110,6 +134,7 @@ function device(
   owner: number,
   metrics: Record<string, number>,
   map: FieldMap,
+  queueDepth: number,
 ): DeviceSnapshot {
   const used = new Set<string>([...map.ops, ...map.dmaBytes, ...map.faults, 'doorbells']);
   const sum = (keys: readonly string[]): number => keys.reduce((n, k) => n + (metrics[k] ?? 0), 0);
@@ -123,6 +148,7 @@ function device(
     dmaBytes: sum(map.dmaBytes),
     doorbells: metrics.doorbells ?? 0,
     faults: sum(map.faults),
+    queueDepth,
     extra,
   };
 }

@@ -76,6 +76,8 @@ export interface DeviceSnapshot {
   readonly dmaBytes: number;
   readonly doorbells: number;
   readonly faults: number;
+  /** Work rung and not yet taken by the device, now (NIC send WQEs, NVMe commands; 0 for others). */
+  readonly queueDepth: number;
   /** Every other counter the device keeps, by name. */
   readonly extra: Readonly<Record<string, number>>;
 }

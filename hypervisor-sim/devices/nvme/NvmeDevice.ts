@@ -22,7 +22,7 @@ import type { MmioRegion } from '../../../protocol/Pci.js';
 import type { DmaResolver } from '../../iommu/DmaResolver.js';
 import { NvmeCtx, type NvmeSizes } from './NvmeContext.js';
 import { resetController } from './NvmeEngine.js';
-import { NVME_METRIC_NAMES, NvmeDevWord, nvmeDevBytes } from './NvmeLayout.js';
+import { NVME_METRIC_NAMES, NvmeDevWord, nvmeDevBytes, queueBase, SqCtx } from './NvmeLayout.js';
 import { closeMedia, type NvmeMediaInfo, openMedia } from './NvmeMedia.js';
 import { NvmeMmio } from './NvmeMmio.js';
 
@@ -183,6 +183,24 @@ export class NvmeDevice {
    * "bytesWritten":12288,"errors":0,"dmaFaults":0,"badDoorbells":0,"fsyncs":1,"resets":0,
    * "cqFullStalls":0,"doorbells":14}`.
    */
+  /**
+   * Commands submitted to the I/O queues and not yet fetched by the controller (tail doorbell
+   * minus head, per queue): what a monitor shows as the queue depth. A plain snapshot.
+   */
+  queueDepth(): number {
+    const d = this._ctx.dev;
+    let n = 0;
+    for (let qid = 1; qid <= this._ctx.sizes.maxIoQueues; qid++) {
+      const q = queueBase(qid);
+      // ORDERING: seq-cst loads; the figure is a snapshot, not a decision.
+      if (Atomics.load(d, q + SqCtx.VALID) !== 1) continue;
+      const size = Atomics.load(d, q + SqCtx.SIZE);
+      if (size <= 0) continue;
+      n += (((Atomics.load(d, q + SqCtx.TAIL) - Atomics.load(d, q + SqCtx.HEAD)) % size) + size) % size;
+    }
+    return n;
+  }
+
   metrics(): Record<string, number> {
     const out: Record<string, number> = {};
     NVME_METRIC_NAMES.forEach((name, i) => {

@@ -18,9 +18,9 @@
 
 import { pvError } from '../../../protocol/errors.js';
 import type { MmioRegion } from '../../../protocol/Pci.js';
-import { NIC_VERSION, NicReg, nicBarSize } from '../../../protocol/rdma/NicRegs.js';
+import { NIC_VERSION, NicReg, nicBarSize, sqDoorbell } from '../../../protocol/rdma/NicRegs.js';
 import type { DmaResolver } from '../../iommu/DmaResolver.js';
-import { DevLayout, DevWord } from './DevLayout.js';
+import { DevLayout, DevWord, QpCtx } from './DevLayout.js';
 import { runQp } from './QpRunner.js';
 import { RnicCtx } from './RnicContext.js';
 import type { RnicFabric } from './RnicFabric.js';
@@ -135,6 +135,25 @@ export class RnicDevice {
    */
   get ctx(): RnicCtx {
     return this._ctx;
+  }
+
+  /**
+   * Send WQEs rung and not yet executed, over every QP (the SQ doorbell's producer index minus
+   * the engine's SQ_CONS): what a monitor shows as the queue depth. A plain snapshot.
+   */
+  queueDepth(): number {
+    const c = this._ctx;
+    let n = 0;
+    for (let qpn = 1; qpn < c.sizes.maxQp; qpn++) {
+      const q = c.layout.qpBase(qpn);
+      // ORDERING: seq-cst loads; the figure is a snapshot, not a decision.
+      if (Atomics.load(c.dev, q + QpCtx.VALID) !== 1) continue;
+      const prod = Atomics.load(c.bar, sqDoorbell(qpn) >> 2) >>> 0;
+      const depth = (prod - (Atomics.load(c.dev, q + QpCtx.SQ_CONS) >>> 0)) >>> 0;
+      // A QP reset since its last doorbell has a stale producer index: not work.
+      if (depth <= Atomics.load(c.dev, q + QpCtx.SQ_ENTRIES)) n += depth;
+    }
+    return n;
   }
 
   /** BAR 0. `inline`: doorbells run the work in the writer's thread; `dedicated`: a device thread does. */

@@ -52,7 +52,7 @@ function ring(owner: number, peer: number, end: 'front' | 'back', k: number, kin
 
 /** Two snapshots one second apart: `k` scales the second one's counters. */
 function snaps(domains = 3): [MonitorSnapshot, MonitorSnapshot] {
-  const host = (k: number, t: number): HostSnapshot => ({
+  const host = (k: number): HostSnapshot => ({
     name: 'host0',
     domains: [
       dom(0, 'dom0', 0.9e9 * k, { grantMaps: 40 * k, grantCopies: 7 * k, grantCopyBytes: 7 * 4096 * k }),
@@ -70,13 +70,13 @@ function snaps(domains = 3): [MonitorSnapshot, MonitorSnapshot] {
         dmaBytes: 5000 * 4096 * k,
         doorbells: 900 * k,
         faults: 0,
+        queueDepth: 3,
         extra: {},
       },
     ],
-    ...{ t },
   });
-  const a: MonitorSnapshot = { t: 1_000_000, pid: 4242, command: 'pvio test', hosts: [host(1, 0)] };
-  const b: MonitorSnapshot = { t: 1_001_000, pid: 4242, command: 'pvio test', hosts: [host(2, 1)] };
+  const a: MonitorSnapshot = { t: 1_000_000, pid: 4242, command: 'pvio test', hosts: [host(1)] };
+  const b: MonitorSnapshot = { t: 1_001_000, pid: 4242, command: 'pvio test', hosts: [host(2)] };
   return [a, b];
 }
 
@@ -111,7 +111,7 @@ describe('pvio top: the dashboard in an 80×24 terminal (@xterm/headless)', () =
       s.join('\n'),
     );
     assert.ok(
-      s.some((x) => /^nic0 +rdma-nic +0 +5000 +19\.5 +900 +0$/.test(x)),
+      s.some((x) => /^nic0 +rdma-nic +0 +5000 +19\.5 +900 +3 +0$/.test(x)),
       s.join('\n'),
     );
     assert.equal(s[23], 'q quit  s sort  d details  ↑↓ select');

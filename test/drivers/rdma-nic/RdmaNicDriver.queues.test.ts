@@ -105,10 +105,13 @@ describe('rnic driver e2e: doorbells and queue space', () => {
     const commands = a.drv.commands;
     assert.throws(() => a.drv.postSend(a.qpn, wr(16)), { code: 'PV_ERR_RDMA_QUEUE_FULL' });
     assert.equal(a.drv.commands - commands, 1, 'one QUERY_QP to check');
+    assert.equal(nics.a.dev.queueDepth(), 0, 'nothing rung yet: the device has no work');
     a.drv.flush();
-    // Dedicated engine: nothing ran yet, the queue is still full.
+    // Dedicated engine: nothing ran yet, the queue is still full — and the device shows 16 deep.
     assert.throws(() => a.drv.postSend(a.qpn, wr(16)), { code: 'PV_ERR_RDMA_QUEUE_FULL' });
+    assert.equal(nics.a.dev.queueDepth(), 16);
     assert.equal(nics.a.dev.poll(), 16);
+    assert.equal(nics.a.dev.queueDepth(), 0);
     a.drv.postSend(a.qpn, wr(16));
     assert.equal(a.drv.queryQp(a.qpn).sqCons, 16);
   });
