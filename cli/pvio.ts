@@ -16,7 +16,7 @@ const COMMANDS: Record<string, Command> = {
   compare: {
     summary: 'the headline: every transport side by side (perftest-style cells, ratios, CPU, stages, plots, report)',
     usage:
-      'pvio compare [--quick] [--cluster [--registry etcd://HOST:PORT --hosts A,B]] [--transports native,passthrough,paravirt,paravirt-copy,tcp,lent,lent-passthrough] [--ops write,read,send,blk-randread,blk-seqread] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal|pcie3-x8-ntb] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report]',
+      'pvio compare [--quick] [--cluster [--registry etcd://HOST:PORT --hosts A,B]] [--transports native,passthrough,paravirt,paravirt-copy,tcp,lent,lent-passthrough] [--ops write,read,send,blk-randread,blk-seqread] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal|pcie3-x8-ntb] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report] [--no-scale]',
     run: async (argv) => (await import('../bench/compare/Compare.js')).compareMain(argv),
   },
   host: {
@@ -121,6 +121,11 @@ const COMMANDS: Record<string, Command> = {
     usage:
       'pvio top [--pid N] [--interval MS] [--sort cpu|id|name|notify] [--once] [--frames N] [--demo [--seconds N]]',
     run: async (argv) => (await import('./top/TopCommand.js')).topMain(argv),
+  },
+  'bench-check': {
+    summary: 'performance regression check: the issue-9 target ratios of a small compare run against a stored baseline',
+    usage: 'pvio bench-check [--update] [--tolerance F] [--baseline FILE]   (npm run bench:check)',
+    run: async (argv) => (await import('../bench/compare/BenchCheck.js')).benchCheckMain(argv),
   },
   console: {
     summary: "print a running domain's console screen (xl console); -f follows it",

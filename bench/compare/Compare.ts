@@ -8,10 +8,11 @@
  *
  *   pvio compare [--quick] [--transports a,b] [--ops write,read,send] [--kinds lat,bw] [--sizes 64,4096]
  *                [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal|pcie3-x8-ntb] [--spin-us N]
- *                [--out DIR] [--no-breakdown] [--no-report]
+ *                [--out DIR] [--no-breakdown] [--no-report] [--no-scale]
  */
 
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,7 +22,7 @@ import {
   isFabricProfileName,
 } from '../../hypervisor-sim/pcie/Profiles.js';
 import { pvError } from '../../protocol/errors.js';
-import { measureHandoff, measureMemcpy } from '../floor/Floor.js';
+import { measureHandoff, measureMemcpy, measureRing } from '../floor/Floor.js';
 import { SPIN_POLLS_PER_US } from '../perftest/PerftestCommand.js';
 import { writeReport } from '../report/WriteReport.js';
 import { CellRunner } from './CellRunner.js';
@@ -35,7 +36,9 @@ import {
   isBlockOp,
   RESULTS_SCHEMA,
 } from './Results.js';
+import { runScaleCell, SCALE_GUESTS } from './ScaleCell.js';
 import { formatBreakdown, formatCells, formatCpu, formatPreamble } from './Table.js';
+import { computeTargets, formatTargets } from './Targets.js';
 
 /** Options of a comparison, as parsed from the command line. */
 export interface CompareOptions {
@@ -59,6 +62,8 @@ export interface CompareOptions {
   readonly out?: string;
   readonly breakdown: boolean;
   readonly report: boolean;
+  /** Run the 16-guest scale cell (when the run has paravirt RDMA WRITE); `--no-scale` skips it. */
+  readonly scale?: boolean;
 }
 
 function list<T extends string>(value: string | undefined, allowed: readonly T[], flag: string): T[] | undefined {
@@ -99,6 +104,7 @@ export function parseCompareFlags(argv: readonly string[]): CompareOptions {
       'spin-us': { type: 'string' },
       out: { type: 'string' },
       'no-breakdown': { type: 'boolean' },
+      'no-scale': { type: 'boolean' },
       'no-report': { type: 'boolean' },
     },
   });
@@ -127,6 +133,7 @@ export function parseCompareFlags(argv: readonly string[]): CompareOptions {
     spinUs: values['spin-us'] === undefined ? 0 : (positive(values['spin-us'], '--spin-us') ?? 0),
     out: values.out,
     breakdown: values['no-breakdown'] !== true,
+    scale: values['no-scale'] !== true,
     report: values['no-report'] !== true,
   };
 }
@@ -141,25 +148,50 @@ function version(): string {
   return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
 }
 
-/** Runs a comparison and returns its results (no printing of the tables, no files). */
+/**
+ * Runs a comparison and returns its results (no printing of the tables, no files): the floors
+ * (hand-off, memcpy, raw SPSC ring rate), the cells, the stage breakdowns and — when the run has
+ * paravirt RDMA WRITE — the scale cell (16 guests on one backend, ScaleCell.ts).
+ */
 export async function runCompare(opts: CompareOptions, progressSink = process.stderr): Promise<CompareResults> {
   const startedAt = new Date();
   const plan = planMatrix(opts);
   // The stage breakdown instruments the RDMA paths only (block cells have no stage ledger rows yet).
   const rdmaChosen = opts.ops === undefined || opts.ops.some((op) => !isBlockOp(op));
   const stagePlan = opts.breakdown && rdmaChosen ? planBreakdown(opts.transports, opts.quick) : [];
-  const progress = new Progress(plan.length + stagePlan.length + 1, progressSink);
+  // The scale cell (16 paravirt guests on one backend) runs the RDMA WRITE neighbour: only when
+  // the run has RDMA WRITE and paravirt in it.
+  const scaleChosen =
+    opts.scale !== false &&
+    (opts.ops === undefined || opts.ops.includes('write')) &&
+    opts.transports.includes('paravirt');
+  const progress = new Progress(plan.length + stagePlan.length + 1 + (scaleChosen ? 1 : 0), progressSink);
 
-  progress.start('floors: thread hand-off and memcpy');
+  progress.start('floors: thread hand-off, memcpy and raw ring');
   const handoffSpinRttUs = await measureHandoff('spin');
   const handoffWaitRttUs = await measureHandoff('wait', 500, 4);
   const memcpyMiBps = measureMemcpy(4 << 20);
-  progress.done('floors', `hand-off ${handoffSpinRttUs.median.toFixed(2)} µs, memcpy ${memcpyMiBps.toFixed(0)} MiB/s`);
+  const ringMps = (await measureRing()).mps;
+  progress.done(
+    'floors',
+    `hand-off ${handoffSpinRttUs.median.toFixed(2)} µs, memcpy ${memcpyMiBps.toFixed(0)} MiB/s, ` +
+      `ring ${ringMps.toFixed(1)} M msg/s`,
+  );
 
   const runner = new CellRunner(opts.concurrency, opts.deviceEngine, spinBudgetOf(opts.spinUs), progress, opts.fabric);
   try {
     const cells = await runner.cells(plan);
     const breakdown = await runner.breakdowns(stagePlan);
+    let scale: CompareResults['scale'];
+    if (scaleChosen) {
+      progress.start(`scale: ${SCALE_GUESTS} guests on one backend`);
+      scale = await runScaleCell({ guests: SCALE_GUESTS, seconds: opts.quick ? 1 : 2 });
+      progress.done(
+        'scale',
+        `aggregate ${scale.aggregateOpsPerSec.toFixed(0)} ops/s (${scale.aggregateOverOne.toFixed(2)} × one guest), ` +
+          `Jain ${scale.jain.toFixed(3)}`,
+      );
+    }
     progress.finish();
     const cpu = cpus();
     return {
@@ -179,9 +211,10 @@ export async function runCompare(opts: CompareOptions, progressSink = process.st
         concurrency: opts.concurrency,
         quick: opts.quick,
       },
-      floors: { handoffSpinRttUs, handoffWaitRttUs, memcpyMiBps },
+      floors: { handoffSpinRttUs, handoffWaitRttUs, memcpyMiBps, ringMps },
       cells,
       breakdown,
+      ...(scale === undefined ? {} : { scale }),
     };
   } finally {
     await runner.close();
@@ -209,10 +242,14 @@ export async function compareMain(argv: string[]): Promise<void> {
   out.write(formatCells(r));
   out.write(formatCpu(r));
   out.write(formatBreakdown(r));
+  const targets = computeTargets(r);
+  out.write(formatTargets(targets));
   const failed = r.cells.filter((c) => c.error).length + r.breakdown.filter((b) => b.error).length;
   if (opts.report) {
     const dir = resolve(opts.out ?? join('results', resultsDirName(new Date(r.startedAt))));
     const files = await writeReport(dir, r);
+    await writeFile(join(dir, 'targets.json'), `${JSON.stringify(targets, null, 2)}\n`);
+    files.push(join(dir, 'targets.json'));
     out.write(`\nwrote ${files.length} files to ${dir} (report: ${join(dir, 'report.md')})\n`);
   }
   out.write(`${r.cells.length} cells in ${r.durationS.toFixed(0)} s${failed > 0 ? `, ${failed} FAILED` : ''}\n`);

@@ -158,6 +158,36 @@ export interface CompareFloors {
   readonly handoffWaitRttUs: Summary;
   /** SharedArrayBuffer → SharedArrayBuffer copy bandwidth at 4 MiB, MiB/s. */
   readonly memcpyMiBps: number;
+  /**
+   * Raw SPSC ring rate, millions of 64 B messages per second (median of 3 runs): the main thread
+   * producing and a Worker consuming through a 256-slot SharedArrayBuffer ring, both spinning,
+   * batched publication of free-running u32 indices — no grants, no event channel, no xenbus
+   * (bench/floor/Floor.ts `measureRing`). Absent in results written before issue 9.
+   */
+  readonly ringMps?: number;
+}
+
+/**
+ * The scale cell (issue 9): N paravirt guests on ONE backend (one host, one NIC, one dom0), each
+ * doing 4 KiB RDMA WRITEs at queue depth 1 over a QP looped back to itself (the fairness
+ * benchmark's neighbour), their timed phases started together by a shared start gate; beside
+ * the same program run alone on a fresh host (bench/compare/ScaleCell.ts).
+ */
+export interface ScaleCellResult {
+  /** Guests run at once (16 in `pvio compare`). */
+  readonly guests: number;
+  /** Length of each timed phase, s. */
+  readonly seconds: number;
+  /** The one guest alone: its ops / its timed seconds. */
+  readonly oneGuestOpsPerSec: number;
+  /** Each of the N guests: its own ops / its own timed seconds, in guest order. */
+  readonly perGuestOpsPerSec: readonly number[];
+  /** Sum of `perGuestOpsPerSec`. */
+  readonly aggregateOpsPerSec: number;
+  /** `aggregateOpsPerSec / oneGuestOpsPerSec`: how much of one guest's rate N guests get together. */
+  readonly aggregateOverOne: number;
+  /** Jain's fairness index over `perGuestOpsPerSec`: (Σx)² / (n·Σx²), in (0, 1], 1 = all equal. */
+  readonly jain: number;
 }
 
 /** Where and how the run happened. */
@@ -184,6 +214,8 @@ export interface CompareResults {
   readonly floors: CompareFloors;
   readonly cells: readonly CellResult[];
   readonly breakdown: readonly StageBreakdown[];
+  /** The scale cell; absent when the run had no paravirt RDMA WRITE (or was written before issue 9). */
+  readonly scale?: ScaleCellResult;
 }
 
 /** The cell of `results` matching a key, if it ran. */

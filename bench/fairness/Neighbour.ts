@@ -4,7 +4,9 @@
  * or a 4 KiB RDMA WRITE over a QP looped back to itself on its NIC (rdma; no peer needed, the
  * data still goes guest → backend → NIC → guest memory). Alone, or beside a flooder: with `ctl`
  * it waits for the flood to be on before timing, reads the flooder's counter at both ends of
- * its timed phase, and tells the flooder to stop when done.
+ * its timed phase, and tells the flooder to stop when done. With `startGate` (the scale cell, N
+ * neighbours on one backend) it reports ready after its warm-up and starts timing only when the
+ * host opens the gate, so every guest's timed phase overlaps the others'.
  */
 
 import { openBlock } from '../../frontend/blk/Block.js';
@@ -26,7 +28,26 @@ export interface NeighbourArgs {
   readonly stop?: SharedArrayBuffer;
   /** Keep a status line on the console, rewritten in place once a second (`pvio top --demo`). */
   readonly status?: boolean;
+  /**
+   * A start gate shared with the host (`GateWord`): after its warm-up the neighbour adds 1 to
+   * READY, then waits until OPEN is non-zero before its timed phase (absent: it starts at once).
+   */
+  readonly startGate?: SharedArrayBuffer;
 }
+
+/** Int32 word indices of a start gate (bench/compare/ScaleCell.ts opens it). */
+export const enum GateWord {
+  /** Set non-zero by the host once every guest is READY: the timed phases begin. */
+  OPEN = 0,
+  /** Guests past their warm-up (each adds 1). */
+  READY = 1,
+}
+
+/** Int32 words of a start gate. */
+export const GATE_WORDS = 2;
+
+/** How long a neighbour waits at a closed gate before failing (a sibling guest that never got ready). */
+const GATE_TIMEOUT_MS = 120_000;
 
 /** What the program returns. */
 export interface NeighbourResult {
@@ -43,6 +64,20 @@ const WARMUP = 50;
 async function timed(env: DomainEnv, a: NeighbourArgs, io: (lane: number) => Promise<void>): Promise<NeighbourResult> {
   const ctl = a.ctl === undefined ? undefined : new Int32Array(a.ctl);
   for (let i = 0; i < WARMUP; i++) await io(0);
+  if (a.startGate !== undefined) {
+    const gate = new Int32Array(a.startGate);
+    // ORDERING: seq-cst add; the host's load of READY counts this guest only after its warm-up.
+    Atomics.add(gate, GateWord.READY, 1);
+    const deadline = performance.now() + GATE_TIMEOUT_MS;
+    // Polls with setTimeout(1), not a hard spin: N waiting guests must leave the CPU to those still warming up.
+    // ORDERING: seq-cst load of OPEN, which the host publishes with Atomics.store.
+    while (Atomics.load(gate, GateWord.OPEN) === 0) {
+      if (performance.now() > deadline) {
+        throw pvError('PV_ERR_TIMEOUT', `the start gate stayed closed for ${GATE_TIMEOUT_MS / 1000} s`);
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
   if (ctl !== undefined && !(await waitWord(ctl, FairWord.FLOODING, 30_000))) {
     throw pvError('PV_ERR_TIMEOUT', 'the flooder never filled its ring');
   }

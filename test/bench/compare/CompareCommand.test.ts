@@ -30,6 +30,7 @@ describe('pvio compare end to end (structure only, never timings)', () => {
           '200',
           '--bw-mib',
           '2',
+          '--no-scale',
           '--out',
           out,
         ],
@@ -38,6 +39,11 @@ describe('pvio compare end to end (structure only, never timings)', () => {
       assert.equal(r.status, 0, r.stderr);
       const text = r.stdout;
       assert.match(text, /^pvio compare — .+, \d+ cores, Node v\d+/m);
+      // The targets section: measured ratios judged, the rest (no tcp, no scale cell) not guessed.
+      assert.match(text, /^targets \(issue 9/m);
+      assert.match(text, /^ {2}[✓✗] paravirt 4 MiB bandwidth|^ {2}· paravirt \/ tcp, 64 B WRITE latency/m);
+      assert.match(text, /^ {2}· \d+ guests on one backend: aggregate rate/m);
+      assert.match(text, /^ {2}[✓✗] paravirt 64 B latency, p99\.9 \/ median +\d/m);
       assert.match(text, /^floors \(this run\): thread hand-off round trip \d+\.\d\d µs spinning/m);
       assert.match(text, /^RDMA WRITE latency 64 B \(µs, half round trip\)$/m);
       assert.match(text, /^RDMA WRITE bandwidth 64 B \(MiB\/s\)$/m);
@@ -64,6 +70,15 @@ describe('pvio compare end to end (structure only, never timings)', () => {
       assert.ok(validate(results), ajv.errorsText(validate.errors));
       // Two rows (lat, bw) × three transports; the lent NIC runs in a two-host cluster.
       assert.equal(results.cells.length, 6);
+      const targets = JSON.parse(readFileSync(join(out, 'targets.json'), 'utf8')) as Array<{
+        id: string;
+        value?: number;
+      }>;
+      assert.ok(targets.some((t) => t.id === 'pv/tail-lat-64' && typeof t.value === 'number'));
+      assert.ok(
+        targets.some((t) => t.id === 'scale/jain' && t.value === undefined),
+        'no scale cell in this run',
+      );
       assert.deepEqual(
         results.cells.filter((c) => c.transport === 'lent').map((c) => c.kind),
         ['lat', 'bw'],
