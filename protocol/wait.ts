@@ -88,18 +88,29 @@ export class AdaptiveSpin {
     }
   }
 
+  /**
+   * Tunes the budget from one wait's outcome, for callers that spin themselves (waitCq): paid =
+   * the awaited change came within the budget (nudge it up a little), else halve it so a crowded
+   * machine sleeps sooner.
+   */
+  record(paid: boolean): void {
+    if (paid) {
+      if (this._budget < this._max) this._budget += (this._budget >> 4) + 1;
+    } else {
+      this._budget = Math.max(this._min, this._budget >> 1);
+    }
+  }
+
   private _wait(word: Int32Array, index: number, expected: number, timeoutMs: number): WaitResult {
     const budget = this._budget;
     for (let i = 0; i < budget; i++) {
       // ORDERING: seq-cst load pairs with the waker's store before notify.
       if (Atomics.load(word, index) !== expected) {
-        // Spinning paid off: keep the budget, nudge it up a little.
-        if (this._budget < this._max) this._budget += (this._budget >> 4) + 1;
+        this.record(true);
         return 'changed';
       }
     }
-    // Spinning did not pay off: halve the budget so a crowded machine sleeps sooner.
-    this._budget = Math.max(this._min, this._budget >> 1);
+    this.record(false);
     // With no time left, still look once: with a budget of 0 the loop above never read the word.
     if (timeoutMs <= 0) return Atomics.load(word, index) !== expected ? 'changed' : 'timed-out';
     // ORDERING: Atomics.wait re-checks atomically; see adaptiveWait.

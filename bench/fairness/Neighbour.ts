@@ -15,6 +15,7 @@ import { pvError } from '../../protocol/errors.js';
 import type { DomainEnv } from '../../protocol/Program.js';
 import { Access, emptyWc, SendFlags, WcStatus, WrOpcode, wcStatusName } from '../../protocol/rdma/Verbs.js';
 import { type GuestPhysAddr, PAGE_SIZE } from '../../protocol/Types.js';
+import { AdaptiveSpin } from '../../protocol/wait.js';
 import { FairWord, waitWord } from './Control.js';
 
 /** Arguments of the program. */
@@ -26,6 +27,12 @@ export interface NeighbourArgs {
   readonly ctl?: SharedArrayBuffer;
   /** Word 0 non-zero ends the timed phase early (`pvio top --demo` quitting). */
   readonly stop?: SharedArrayBuffer;
+  /**
+   * How the RDMA neighbour waits for its completion: `busy` (default) polls for up to 200 000
+   * reads as ib_write_lat does; `adaptive` polls an AdaptiveSpin budget that backs off to
+   * sleeping when completions do not come within it (many guests on two cores: the scale cell).
+   */
+  readonly poll?: 'busy' | 'adaptive';
   /** Keep a status line on the console, rewritten in place once a second (`pvio top --demo`). */
   readonly status?: boolean;
   /**
@@ -147,6 +154,7 @@ async function rdma(env: DomainEnv, a: NeighbourArgs): Promise<NeighbourResult> 
     const qp = ibv.createQp(pd, { sendCq: cq, recvCq: cq, cap });
     ibv.connectRcQp(qp, { destQpNum: qp.qpNum, dlid: ctx.portId }, mr.access);
     const wcs = [emptyWc()];
+    const adaptive = new AdaptiveSpin();
     const done = new Set<number>();
     // One WRITE per lane: from the lane's first page to its second (same MR, through the NIC).
     const io = async (k: number): Promise<void> => {
@@ -163,7 +171,10 @@ async function rdma(env: DomainEnv, a: NeighbourArgs): Promise<NeighbourResult> 
         if (ibv.pollCq(cq, 1, wcs) === 0) {
           // Busy-poll as ib_write_lat does (no CQ events): a QD1 guest waits for its completion
           // on its own vCPU; the long spin only falls back to sleeping if the backend stalls.
-          ibv.waitCq(cq, { timeoutMs: 1000, spinBudget: 200_000 });
+          ibv.waitCq(
+            cq,
+            a.poll === 'adaptive' ? { timeoutMs: 1000, adaptive } : { timeoutMs: 1000, spinBudget: 200_000 },
+          );
           continue;
         }
         if (wcs[0].status !== WcStatus.SUCCESS) throw pvError('PV_ERR_RDMA_BAD_STATE', wcStatusName(wcs[0].status));

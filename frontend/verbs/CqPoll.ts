@@ -17,7 +17,7 @@
 import { pvError } from '../../protocol/errors.js';
 import { CqWord, pollCqes, releaseCqes } from '../../protocol/rdma/Cq.js';
 import { copyWc, emptyWc, type Wc } from '../../protocol/rdma/Verbs.js';
-import { adaptiveWait } from '../../protocol/wait.js';
+import { type AdaptiveSpin, adaptiveWait } from '../../protocol/wait.js';
 import { type Cq, checkOpen } from './Objects.js';
 
 /** Options of `waitCq`. */
@@ -26,6 +26,12 @@ export interface WaitCqOptions {
   readonly timeoutMs?: number;
   /** Polls of the producer word before sleeping (default 1000 ≈ 10 µs; DESIGN §4). */
   readonly spinBudget?: number;
+  /**
+   * Spin this budget instead, and tune it from the outcome (protocol/wait.ts AdaptiveSpin): it
+   * grows while completions come within it and halves when they do not, so a guest whose peer
+   * answers fast keeps polling while many guests crowding two cores back off to sleeping.
+   */
+  readonly adaptive?: AdaptiveSpin;
   /**
    * Longest single sleep before calling `provider.progress()` again (default WAIT_SLICE_MS).
    * A backstop for providers that need this thread to move; completions themselves wake the
@@ -131,7 +137,7 @@ export function waitCq(cq: Cq, opts: WaitCqOptions = {}): boolean {
   if (cq.destroyed) throw pvError('PV_ERR_RDMA_BAD_HANDLE', `CQ ${cq.handle} was destroyed`);
   checkOpen(cq.context);
   const timeoutMs = opts.timeoutMs ?? Number.POSITIVE_INFINITY;
-  const spin = opts.spinBudget ?? DEFAULT_SPIN_BUDGET;
+  const spin = opts.adaptive?.budget ?? opts.spinBudget ?? DEFAULT_SPIN_BUDGET;
   const slice = opts.progressIntervalMs ?? WAIT_SLICE_MS;
   if (!(timeoutMs >= 0) || !Number.isInteger(spin) || spin < 0 || !(slice > 0)) {
     throw pvError(
@@ -146,8 +152,12 @@ export function waitCq(cq: Cq, opts: WaitCqOptions = {}): boolean {
   // Spin first WITHOUT arming: an armed CQ costs its producer an Atomics.notify per CQE (a
   // process-wide futex lock in V8), so the arm is set only right before we may sleep.
   for (let i = 0; i < spin; i++) {
-    if (ready(cq)) return true;
+    if (ready(cq)) {
+      opts.adaptive?.record(true);
+      return true;
+    }
   }
+  opts.adaptive?.record(false);
   for (;;) {
     // ORDERING: store ARMED before re-reading PROD (Dekker pair with produceCqe's store PROD →
     // exchange ARMED): either we see its CQE below or it sees the arm and notifies PROD.

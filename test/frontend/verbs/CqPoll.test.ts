@@ -14,6 +14,7 @@ import { createCq } from '../../../frontend/verbs/Verbs.js';
 import { CqWord, produceCqe } from '../../../protocol/rdma/Cq.js';
 import { emptyWc, type Wc, WcOpcode, WcStatus } from '../../../protocol/rdma/Verbs.js';
 import { domId } from '../../../protocol/Types.js';
+import { AdaptiveSpin } from '../../../protocol/wait.js';
 import { FakeProvider } from './helpers/FakeProvider.js';
 import { fakeEnv } from './helpers/fakeEnv.js';
 
@@ -133,6 +134,20 @@ describe('verbs: waitCq without completions', () => {
       .filter((c) => c.args[0] === cq.words && c.args[1] === CqWord.PROD && c.calledBefore(arm)).length;
     assert.ok(polls >= 50, `${polls} polls of the producer index before the arm`);
     assert.equal(Atomics.load(cq.words, CqWord.ARMED), 0);
+  });
+
+  it('an adaptive waiter halves its spin budget each time no completion came within it, down to its floor', () => {
+    const { cq } = setup();
+    const adaptive = new AdaptiveSpin(1000, 64, 20_000);
+    assert.equal(waitCq(cq, { timeoutMs: 0, adaptive }), false);
+    assert.equal(adaptive.budget, 500, 'spinning did not pay: halved');
+    assert.equal(waitCq(cq, { timeoutMs: 0, adaptive }), false);
+    assert.equal(adaptive.budget, 250);
+    // A completion already there needs no spin: the budget is left as it is. (Growth when one
+    // comes within the budget is AdaptiveSpin.record's, tested with AdaptiveSpin.)
+    produceCqe(cq.words, cq.cqe, 0, cqe(7));
+    assert.equal(waitCq(cq, { timeoutMs: 0, adaptive }), true);
+    assert.equal(adaptive.budget, 250);
   });
 
   it('refuses a negative timeout or spin budget (PV_ERR_INVALID_ARG)', () => {
