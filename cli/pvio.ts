@@ -180,7 +180,9 @@ async function main(argv: string[]): Promise<number> {
     // `pvio top` runs hosts only with --demo (then `pvio console` can read its guests).
     if (!UNMONITORED.has(cmd) && (cmd !== 'top' || rest.includes('--demo'))) await serveMonitor(cmd, rest);
     await c.run(rest);
-    return 0;
+    // A command that finished but failed a check sets process.exitCode itself (compare with a
+    // failed cell, bench-check with a regression): keep it.
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     const e = err as { code?: string; message?: string };
     process.stderr.write(`pvio ${cmd}: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}\nusage: ${c.usage}\n`);

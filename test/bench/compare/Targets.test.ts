@@ -6,7 +6,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { checkTargets, type TargetBaseline } from '../../../bench/compare/BenchCheck.js';
+import { checkTargets, medianTargets, type TargetBaseline } from '../../../bench/compare/BenchCheck.js';
 import type { CellResult, CompareResults, CompareTransport } from '../../../bench/compare/Results.js';
 import { computeTargets, formatTargets } from '../../../bench/compare/Targets.js';
 import { compareFixture, summary } from '../report/CompareFixture.js';
@@ -140,5 +140,22 @@ describe('pvio compare targets (issue 9): ratios of one run, judged against thei
       checkTargets(rows, { ...base, values: noJain }, 0.2).find((l) => l.id === 'scale/jain')?.verdict,
       'new',
     );
+  });
+
+  it('bench:check takes each ratio’s median over its runs and judges the median', () => {
+    const a = computeTargets(run());
+    const slower = (k: number) =>
+      computeTargets({
+        ...run(),
+        cells: run().cells.map((c) =>
+          c.transport === 'paravirt' && c.kind === 'lat' ? { ...c, lat: c.lat && { ...c.lat, tTypical: k } } : c,
+        ),
+      });
+    const m = Object.fromEntries(medianTargets([a, slower(90), slower(15)]).map((t) => [t.id, t]));
+    // paravirt / passthrough over the three runs: 3, 9, 1.5 → median 3, not met (≤ 2).
+    assert.equal(m['pv/pt-lat-64'].value, 3);
+    assert.equal(m['pv/pt-lat-64'].pass, false);
+    assert.match(m['pv/pt-lat-64'].detail, /^median of 3 runs/);
+    assert.equal(m['scale/jain'].value, 0.98);
   });
 });
