@@ -57,6 +57,8 @@ export interface DeviceRow {
   readonly doorbellsPerSec: number;
   readonly faults: number;
   readonly queueDepth: number;
+  /** PCIe hops through the fabric per second (a borrowed device; 0 for local ones). */
+  readonly hopsPerSec: number;
 }
 
 /** Everything one frame shows. */
@@ -158,6 +160,7 @@ export function topRows(prev: MonitorSnapshot | undefined, cur: MonitorSnapshot)
         doorbellsPerSec: rate(d.doorbells, p?.doorbells),
         faults: d.faults,
         queueDepth: d.queueDepth ?? 0,
+        hopsPerSec: rate(d.fabricHops ?? 0, p?.fabricHops),
       });
     }
   }

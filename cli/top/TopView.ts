@@ -54,7 +54,7 @@ export function sortDomains(rows: readonly DomainRow[], sort: SortKey): DomainRo
 
 const DOMAIN_HEAD = ` ${r('ID', 4)} ${l('NAME', 14)} ${l('STATE', 9)}${r('CPU%', 7)}${r('NOTIFY/s', 10)}${r('MAPS/s', 9)}${r('COPIES/s', 10)}${r('COPY MiB/s', 11)}`;
 const RING_HEAD = `${l('RING', 11)} ${l('BACK←FRONT', 10)}${r('REQ/s', 9)}${r('RSP/s', 9)}${r('NOTIFY/s', 10)}${r('SUPPR%', 8)}${r('BATCH', 7)}${r('STALL/s', 9)}`;
-const DEVICE_HEAD = `${l('DEVICE', 9)} ${l('KIND', 9)}${r('OWNER', 6)}${r('OPS/s', 10)}${r('DMA MiB/s', 11)}${r('DOORBELL/s', 12)}${r('QDEPTH', 8)}${r('FAULTS', 8)}`;
+const DEVICE_HEAD = `${l('DEVICE', 9)} ${l('KIND', 9)}${r('OWNER', 6)}${r('OPS/s', 9)}${r('DMA MiB/s', 10)}${r('DOORBELL/s', 11)}${r('QDEPTH', 7)}${r('HOPS/s', 9)}${r('FAULTS', 7)}`;
 
 function domainLine(d: DomainRow, selected: boolean, multiHost: boolean): string {
   const name = multiHost ? `${d.host}/${d.name}` : d.name;
@@ -136,5 +136,5 @@ export function renderTop(rows: TopRows, snap: MonitorSnapshot, st: TopState, wi
 }
 
 function deviceLine(x: TopRows['devices'][number]): string {
-  return `${l(x.name, 9)} ${l(x.kind, 9)}${r(x.owner < 0 ? '-' : String(x.owner), 6)}${r(fmtRate(x.opsPerSec), 10)}${r(x.dmaMiBPerSec.toFixed(1), 11)}${r(fmtRate(x.doorbellsPerSec), 12)}${r(String(x.queueDepth), 8)}${r(String(x.faults), 8)}`;
+  return `${l(x.name, 9)} ${l(x.kind, 9)}${r(x.owner < 0 ? '-' : String(x.owner), 6)}${r(fmtRate(x.opsPerSec), 9)}${r(x.dmaMiBPerSec.toFixed(1), 10)}${r(fmtRate(x.doorbellsPerSec), 11)}${r(String(x.queueDepth), 7)}${r(fmtRate(x.hopsPerSec), 9)}${r(String(x.faults), 7)}`;
 }

@@ -68,6 +68,8 @@ export interface LendingHook {
   workerData(pci: readonly PciAssignment[], runsEngine: boolean): LentData[];
   /** A domain's thread is gone: reset and release what it owned, revoke extents on its memory. */
   release(domid: DomId): void;
+  /** Every borrowed device and its owner here (monitors: `pvio top` shows their fabric counts). */
+  borrowed(): Array<{ readonly data: LentData; readonly owner: DomId | undefined }>;
 }
 
 interface Borrowed {
@@ -122,6 +124,11 @@ export class LentDevices implements LendingHook {
   /** The record of borrowed `name` (what its owner's thread attaches). */
   data(name: string): LentData {
     return this._get(name).data;
+  }
+
+  /** Every borrowed device and its owner here. */
+  borrowed(): Array<{ readonly data: LentData; readonly owner: DomId | undefined }> {
+    return [...this._borrowed.values()].map((b) => ({ data: b.data, owner: b.owner }));
   }
 
   /** Names of the borrowed devices. */

@@ -263,6 +263,11 @@ export class HostDevices {
     for (const n of this._nvmes.values()) NvmeDevice.destroy(n.data.state);
   }
 
+  /** Devices this host borrowed (Device Lending) and their owners here; none without lending. */
+  borrowedDevices(): ReturnType<LendingHook['borrowed']> {
+    return this._lending?.borrowed() ?? [];
+  }
+
   /** Every NIC's and SSD's queue depth now (work rung and not yet taken by the device). */
   queueDepths(): Record<string, number> {
     const out: Record<string, number> = {};

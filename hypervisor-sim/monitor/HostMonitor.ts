@@ -8,6 +8,10 @@
 
 import { DomainCounter } from '../../protocol/monitor/MonitorLayout.js';
 import { RingCounter } from '../../protocol/ring/RingCounters.js';
+import { isLentNic, type LentData } from '../cluster/LentDevices.js';
+import { isLentNvme } from '../cluster/LentNvme.js';
+import { LentStats } from '../cluster/LentStats.js';
+import { SharedRnicMetrics } from '../devices/rnic/RnicMetrics.js';
 import type { Host } from '../domain/Host.js';
 import type { DeviceSnapshot, DomainSnapshot, HostSnapshot, RingSnapshot } from './Snapshot.js';
 import { threadCpuNs } from './ThreadStat.js';
@@ -118,7 +122,39 @@ export function deviceSnapshots(host: Host): DeviceSnapshot[] {
       ),
     );
   }
+  for (const b of devs.borrowedDevices()) out.push(borrowedDevice(b.data, b.owner ?? -1));
   return out;
+}
+
+/**
+ * A borrowed device's row: its fabric counts from the lease record (LentStats.ts), a NIC's own
+ * counters too (its state buffers are shared with the lender); an SSD's or accelerator's
+ * commands run in the lender's model, so its ops are the MMIO writes that reached it.
+ */
+function borrowedDevice(data: LentData, owner: number): DeviceSnapshot {
+  const lease = new LentStats(data.stats).snapshot();
+  const hops =
+    lease.mmioNtbCrossings +
+    lease.mmioLinkHops +
+    lease.dmaNtbCrossings +
+    lease.dmaLinkHops +
+    lease.p2pNtbCrossings +
+    lease.p2pLinkHops;
+  const nic = isLentNic(data) ? new SharedRnicMetrics(data.state.dev).snapshot() : undefined;
+  const kind = isLentNic(data) ? 'rdma-nic' : isLentNvme(data) ? 'nvme' : 'accel';
+  const { revoked, ...counts } = lease;
+  return {
+    name: data.name,
+    kind,
+    owner,
+    ops: nic?.wrs ?? lease.mmioWrites,
+    dmaBytes: lease.dmaBytes,
+    doorbells: nic?.doorbells ?? 0,
+    faults: lease.dmaFaults + lease.mmioRefused + (nic?.faults ?? 0),
+    queueDepth: 0,
+    fabricHops: hops,
+    extra: { ...counts, revoked: revoked ? 1 : 0 },
+  };
 }
 
 /** Which of a device's own counters make up each common field (summed); `doorbells` is common to all. */
@@ -149,6 +185,7 @@ function device(
     doorbells: metrics.doorbells ?? 0,
     faults: sum(map.faults),
     queueDepth,
+    fabricHops: 0,
     extra,
   };
 }

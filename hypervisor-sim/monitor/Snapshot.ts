@@ -78,6 +78,11 @@ export interface DeviceSnapshot {
   readonly faults: number;
   /** Work rung and not yet taken by the device, now (NIC send WQEs, NVMe commands; 0 for others). */
   readonly queueDepth: number;
+  /**
+   * A borrowed device (Device Lending): PCIe hops its MMIO, DMA and peer-to-peer accesses took
+   * through the fabric — NTB crossings plus link hops, from the lease record. 0 for local devices.
+   */
+  readonly fabricHops: number;
   /** Every other counter the device keeps, by name. */
   readonly extra: Readonly<Record<string, number>>;
 }

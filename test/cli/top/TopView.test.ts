@@ -71,6 +71,7 @@ function snaps(domains = 3): [MonitorSnapshot, MonitorSnapshot] {
         doorbells: 900 * k,
         faults: 0,
         queueDepth: 3,
+        fabricHops: 10 * k,
         extra: {},
       },
     ],
@@ -111,7 +112,7 @@ describe('pvio top: the dashboard in an 80×24 terminal (@xterm/headless)', () =
       s.join('\n'),
     );
     assert.ok(
-      s.some((x) => /^nic0 +rdma-nic +0 +5000 +19\.5 +900 +3 +0$/.test(x)),
+      s.some((x) => /^nic0 +rdma-nic +0 +5000 +19\.5 +900 +3 +10 +0$/.test(x)),
       s.join('\n'),
     );
     assert.equal(s[23], 'q quit  s sort  d details  ↑↓ select');
