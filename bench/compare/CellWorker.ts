@@ -11,6 +11,7 @@
  * the measuring runs and their latencies are never reported.
  */
 
+import { availableParallelism } from 'node:os';
 import type { FabricProfileName } from '../../hypervisor-sim/pcie/Profiles.js';
 import { runScenario, type ScenarioResult } from '../../hypervisor-sim/scenario/Scenario.js';
 import type { Transport } from '../../protocol/Pci.js';
@@ -52,6 +53,38 @@ function cqModOf(plan: CellPlan): number {
   return perftestCqMod(plan.kind, plan.size, plan.txDepth);
 }
 
+/**
+ * Threads that spin while a cell runs: its two guests, dom0 on the split-driver paths, the tcp
+ * provider's NIC thread of each guest, and the dedicated device thread.
+ */
+function spinningThreads(task: CellTask): number {
+  const t = task.plan.transport;
+  const split = t === 'paravirt' || t === 'paravirt-copy' ? 1 : 0;
+  return 2 + split + (t === 'tcp' ? 2 : 0) + (task.deviceEngine === 'dedicated' ? 1 : 0);
+}
+
+/** Guests' polls before sleeping when threads outnumber cores (≈ 1 µs). */
+export const OVERSUBSCRIBED_GUEST_SPIN = 100;
+/** dom0's polls before sleeping when threads outnumber cores (≈ 1 ms). */
+export const OVERSUBSCRIBED_DOM0_SPIN = 100_000;
+
+/**
+ * Spin budgets of a cell's guests and of dom0. `--spin-us` sets both. Otherwise, with more
+ * spinning threads than cores (two guests and dom0 on 2 cores), the guests spin ≈ 1 µs and then
+ * sleep until the NIC's write or CQE wakes them, and dom0 keeps polling its rings for ≈ 1 ms:
+ * the one thread every message passes through keeps a core — as Xen deployments pin dom0 —
+ * instead of three spinners fighting for two (issue 9: back off when threads outnumber cores).
+ * With a core per spinner, the programs' own defaults.
+ */
+export function cellSpinBudgets(
+  task: CellTask,
+  cores = availableParallelism(),
+): { guest: number | undefined; dom0: number | undefined } {
+  if (task.spinBudget !== undefined) return { guest: task.spinBudget, dom0: task.spinBudget };
+  if (spinningThreads(task) <= cores) return { guest: undefined, dom0: undefined };
+  return { guest: OVERSUBSCRIBED_GUEST_SPIN, dom0: OVERSUBSCRIBED_DOM0_SPIN };
+}
+
 /** The perftest guest's arguments for a cell. */
 function perftestArgs(task: CellTask): PerftestArgs {
   const { plan } = task;
@@ -62,7 +95,7 @@ function perftestArgs(task: CellTask): PerftestArgs {
     txDepth: plan.txDepth,
     cqMod: cqModOf(plan),
     inlineSize: 0,
-    spinBudget: task.spinBudget,
+    spinBudget: cellSpinBudgets(task).guest,
     tag: `${plan.transport}-${plan.op}-${plan.kind}-${plan.size}`,
   };
 }
@@ -86,7 +119,7 @@ async function runCell(task: CellTask): Promise<{ scenario: ScenarioResult; clie
   });
   const scenario = await runScenario({
     host: { deviceEngine: task.deviceEngine, instrumentStages: task.instrument, fabric: task.fabric },
-    backend: task.spinBudget === undefined ? undefined : { spinBudget: task.spinBudget },
+    backend: cellSpinBudgets(task).dom0 === undefined ? undefined : { spinBudget: cellSpinBudgets(task).dom0 },
     guests: [guest('server', 0), guest('client', 1)],
   });
   return { scenario, client: scenario.guests.client.value as PerftestResult };
