@@ -17,6 +17,7 @@ import { runScenario, type ScenarioResult } from '../../hypervisor-sim/scenario/
 import type { Transport } from '../../protocol/Pci.js';
 import { Stage } from '../../protocol/stage/StageLedger.js';
 import { type BlkJobResult, runBlkJob } from '../blk/BlkJob.js';
+import { type SpinBudgets, spinBudgets } from '../perftest/SpinPolicy.js';
 import { bandwidthFromCompletions, latencyFromSamples, rttFactor } from '../perftest/Stats.js';
 import type { PerftestArgs, PerftestResult } from '../programs/PerftestGuest.js';
 import { summarize } from '../stats/Summary.js';
@@ -53,36 +54,12 @@ function cqModOf(plan: CellPlan): number {
   return perftestCqMod(plan.kind, plan.size, plan.txDepth);
 }
 
-/**
- * Threads that spin while a cell runs: its two guests, dom0 on the split-driver paths, the tcp
- * provider's NIC thread of each guest, and the dedicated device thread.
- */
-function spinningThreads(task: CellTask): number {
-  const t = task.plan.transport;
-  const split = t === 'paravirt' || t === 'paravirt-copy' ? 1 : 0;
-  return 2 + split + (t === 'tcp' ? 2 : 0) + (task.deviceEngine === 'dedicated' ? 1 : 0);
-}
-
-/** Guests' polls before sleeping when threads outnumber cores (≈ 1 µs). */
-export const OVERSUBSCRIBED_GUEST_SPIN = 100;
-/** dom0's polls before sleeping when threads outnumber cores (≈ 1 ms). */
-export const OVERSUBSCRIBED_DOM0_SPIN = 100_000;
-
-/**
- * Spin budgets of a cell's guests and of dom0. `--spin-us` sets both. Otherwise, with more
- * spinning threads than cores (two guests and dom0 on 2 cores), the guests spin ≈ 1 µs and then
- * sleep until the NIC's write or CQE wakes them, and dom0 keeps polling its rings for ≈ 1 ms:
- * the one thread every message passes through keeps a core — as Xen deployments pin dom0 —
- * instead of three spinners fighting for two (issue 9: back off when threads outnumber cores).
- * With a core per spinner, the programs' own defaults.
- */
-export function cellSpinBudgets(
-  task: CellTask,
-  cores = availableParallelism(),
-): { guest: number | undefined; dom0: number | undefined } {
-  if (task.spinBudget !== undefined) return { guest: task.spinBudget, dom0: task.spinBudget };
-  if (spinningThreads(task) <= cores) return { guest: undefined, dom0: undefined };
-  return { guest: OVERSUBSCRIBED_GUEST_SPIN, dom0: OVERSUBSCRIBED_DOM0_SPIN };
+/** The spin budgets of a cell's guests and dom0 (SpinPolicy.ts). */
+export function cellSpinBudgets(task: CellTask, cores = availableParallelism()): SpinBudgets {
+  return spinBudgets(
+    { transport: task.plan.transport, deviceEngine: task.deviceEngine, spinBudget: task.spinBudget },
+    cores,
+  );
 }
 
 /** The perftest guest's arguments for a cell. */

@@ -12,6 +12,7 @@
  */
 
 import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { runScenario } from '../../hypervisor-sim/scenario/Scenario.js';
 import { pvError } from '../../protocol/errors.js';
 import { MAX_INLINE_DATA } from '../../protocol/rdma/Wqe.js';
@@ -33,6 +34,7 @@ import {
   RESULT_LINE,
   type TestInfo,
 } from './Report.js';
+import { spinBudgets } from './SpinPolicy.js';
 import {
   type BwStats,
   bandwidthFromCompletions,
@@ -97,7 +99,10 @@ async function runOne(
   mode: PvioMode,
   size: number,
 ): Promise<{ result: PerftestResult; rnrRetries: number }> {
-  const spinBudget = spinBudgetOf(cfg);
+  const spin = spinBudgets(
+    { transport: mode, deviceEngine: cfg.deviceEngine ?? 'inline', spinBudget: spinBudgetOf(cfg) },
+    availableParallelism(),
+  );
   const args: PerftestArgs = {
     test: verb,
     size,
@@ -105,7 +110,7 @@ async function runOne(
     txDepth: cfg.txDepth,
     cqMod: cfg.cqMod,
     inlineSize: inlineUsed(cfg),
-    spinBudget,
+    spinBudget: spin.guest,
     durationS: cfg.duration,
     marginS: cfg.duration === undefined ? undefined : cfg.margin,
     tag: `${mode}-${size}`,
@@ -122,7 +127,7 @@ async function runOne(
   // --fabric times the local PCIe path of every device (hypervisor-sim/pcie/LocalFabric.ts).
   const r = await runScenario({
     host: { deviceEngine: cfg.deviceEngine, fabric: cfg.fabric },
-    backend: spinBudget === undefined ? undefined : { spinBudget },
+    backend: spin.dom0 === undefined ? undefined : { spinBudget: spin.dom0 },
     guests: [guest('server', 0), guest('client', 1)],
   });
   let rnrRetries = 0;

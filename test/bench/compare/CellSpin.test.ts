@@ -1,17 +1,14 @@
 /**
- * The spin policy of `pvio compare` cells (CellWorker.cellSpinBudgets): `--spin-us` sets every
+ * The spin policy of `pvio compare` cells and the perftest work-alikes (SpinPolicy.ts, through
+ * CellWorker.cellSpinBudgets): `--spin-us` sets every
  * party; otherwise, with more spinning threads than cores, the guests back off after ≈ 1 µs and
  * dom0 keeps polling ≈ 1 ms; with a core per spinner the programs keep their defaults.
  */
 
 import assert from 'node:assert/strict';
-import {
-  type CellTask,
-  cellSpinBudgets,
-  OVERSUBSCRIBED_DOM0_SPIN,
-  OVERSUBSCRIBED_GUEST_SPIN,
-} from '../../../bench/compare/CellWorker.js';
+import { type CellTask, cellSpinBudgets } from '../../../bench/compare/CellWorker.js';
 import type { CompareTransport } from '../../../bench/compare/Results.js';
+import { OVERSUBSCRIBED_DOM0_SPIN, OVERSUBSCRIBED_GUEST_SPIN } from '../../../bench/perftest/SpinPolicy.js';
 
 function task(transport: CompareTransport, over: Partial<CellTask> = {}): CellTask {
   return {
