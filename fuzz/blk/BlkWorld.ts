@@ -23,9 +23,8 @@ import { RingServer } from '../../backend/ring/RingServer.js';
 import { BackendDirWatcher } from '../../backend/xenbus/BackendDirWatcher.js';
 import { type BlkConnectOptions, type BlkDevice, openBlkfront } from '../../frontend/blk/BlkConnect.js';
 import { EvtchnSpace } from '../../hypervisor-sim/evtchn/EvtchnSpace.js';
-import { SimEvtchnOps } from '../../hypervisor-sim/evtchn/SimEvtchnOps.js';
 import { GrantTableSpace } from '../../hypervisor-sim/grant/GrantTableSpace.js';
-import { SimGrantOps } from '../../hypervisor-sim/grant/SimGrantOps.js';
+import type { SimGrantOps } from '../../hypervisor-sim/grant/SimGrantOps.js';
 import { MemoryDirectory } from '../../hypervisor-sim/memory/MemoryDirectory.js';
 import { SharedArrayGuestMemory } from '../../hypervisor-sim/memory/SharedArrayGuestMemory.js';
 import { LocalStoreClient } from '../../hypervisor-sim/store/LocalStoreClient.js';
@@ -33,21 +32,13 @@ import { XenStore } from '../../hypervisor-sim/store/XenStore.js';
 import { VBD_DEVICE_TYPE } from '../../protocol/blkif/BlkifConstants.js';
 import { BLKIF_SLOT_WORDS } from '../../protocol/blkif/BlkifSlot.js';
 import type { BlockDevice } from '../../protocol/blkif/BlockDevice.js';
-import type { GrantOps, Hypercalls } from '../../protocol/Hypercalls.js';
+import type { GrantOps } from '../../protocol/Hypercalls.js';
 import type { FrontRing } from '../../protocol/ring/FrontRing.js';
 import { DOM0, type DomId } from '../../protocol/Types.js';
 import { createDevicePaths, removeDevicePaths } from '../../protocol/xenbus/XenbusPaths.js';
+import { type Dom, makeDom } from '../core/WorldDomain.js';
 
-/** One domain of the world. */
-export interface Dom {
-  readonly domid: DomId;
-  readonly mem: SharedArrayGuestMemory;
-  /** The domain's own grant operations (the backend's may be wrapped in `hc.grant`). */
-  readonly grant: SimGrantOps;
-  readonly evtchn: SimEvtchnOps;
-  readonly store: LocalStoreClient;
-  readonly hc: Hypercalls;
-}
+export type { Dom } from '../core/WorldDomain.js';
 
 /** Options of a world. */
 export interface BlkWorldOptions {
@@ -96,15 +87,11 @@ export class BlkWorld {
     this.grants = grants;
     const evtchn = EvtchnSpace.create({ maxDomains: n + 1, portsPerDomain: 64 });
     const memories = new MemoryDirectory();
+    const spaces = { xs: this.xs, grants, evtchn, memories };
     const make = (domid: DomId, pages: number): Dom => {
       const mem = memories.addMemory(SharedArrayGuestMemory.create(domid, pages * 4096));
-      this.xs.introduceDomain(domid);
-      evtchn.resetDomain(domid);
-      const grant = new SimGrantOps(domid, grants, memories);
-      const ev = new SimEvtchnOps(domid, evtchn);
-      const store = new LocalStoreClient(this.xs, domid);
-      const hcGrant = domid === DOM0 && opts.wrapBackendGrant ? opts.wrapBackendGrant(grant, grants) : grant;
-      return { domid, mem, grant, evtchn: ev, store, hc: { domid, memory: mem, grant: hcGrant, evtchn: ev, store } };
+      const wrap = opts.wrapBackendGrant;
+      return makeDom(spaces, domid, mem, undefined, domid === DOM0 && wrap ? (g) => wrap(g, grants) : undefined);
     };
     this.dom0 = make(DOM0, 256);
     for (let i = 1; i <= n; i++) this.guests.push(make(i as DomId, opts.guestPages ?? 1024));

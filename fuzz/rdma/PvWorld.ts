@@ -20,30 +20,21 @@ import { openParavirt, type ParavirtProvider } from '../../frontend/verbs/paravi
 import { RnicDevice } from '../../hypervisor-sim/devices/rnic/RnicDevice.js';
 import { RnicFabric } from '../../hypervisor-sim/devices/rnic/RnicFabric.js';
 import { EvtchnSpace } from '../../hypervisor-sim/evtchn/EvtchnSpace.js';
-import { SimEvtchnOps } from '../../hypervisor-sim/evtchn/SimEvtchnOps.js';
 import { GrantTableSpace } from '../../hypervisor-sim/grant/GrantTableSpace.js';
-import { SimGrantOps } from '../../hypervisor-sim/grant/SimGrantOps.js';
+import type { SimGrantOps } from '../../hypervisor-sim/grant/SimGrantOps.js';
 import { IommuContext } from '../../hypervisor-sim/iommu/IommuContext.js';
 import { MemoryDirectory } from '../../hypervisor-sim/memory/MemoryDirectory.js';
 import { SharedArrayGuestMemory } from '../../hypervisor-sim/memory/SharedArrayGuestMemory.js';
 import { LocalStoreClient } from '../../hypervisor-sim/store/LocalStoreClient.js';
 import { XenStore } from '../../hypervisor-sim/store/XenStore.js';
-import type { GrantOps, Hypercalls } from '../../protocol/Hypercalls.js';
+import type { GrantOps } from '../../protocol/Hypercalls.js';
 import type { DeviceAttachment, PciFunction, Transport } from '../../protocol/Pci.js';
 import { VRDMA_DEVICE_TYPE } from '../../protocol/rdma/pv/PvConstants.js';
 import { DOM0, type DomId, type GuestPhysAddr, type Iova } from '../../protocol/Types.js';
 import { createDevicePaths, removeDevicePaths } from '../../protocol/xenbus/XenbusPaths.js';
+import { type Dom, makeDom } from '../core/WorldDomain.js';
 
-/** One domain of the world. */
-export interface Dom {
-  readonly domid: DomId;
-  readonly mem: SharedArrayGuestMemory;
-  /** The domain's own grant operations (unwrapped). */
-  readonly grant: SimGrantOps;
-  readonly evtchn: SimEvtchnOps;
-  readonly store: LocalStoreClient;
-  readonly hc: Hypercalls;
-}
+export type { Dom } from '../core/WorldDomain.js';
 
 /** Options of a world. */
 export interface PvWorldOptions {
@@ -105,24 +96,11 @@ export class PvWorld {
       ctx.assign(DOM0, mem0.size, 'translate');
       iommus.set(`nic${k}`, ctx);
     }
-    const make = (
-      domid: DomId,
-      mem: SharedArrayGuestMemory,
-      devices?: Map<string, IommuContext>,
-      wrap: (g: SimGrantOps) => GrantOps = (g) => g,
-    ): Dom => {
-      this.xs.introduceDomain(domid);
-      evtchn.resetDomain(domid);
-      const grant = new SimGrantOps(domid, grants, memories, { devices });
-      const ev = new SimEvtchnOps(domid, evtchn);
-      const store = new LocalStoreClient(this.xs, domid);
-      const hc: Hypercalls = { domid, memory: mem, grant: wrap(grant), evtchn: ev, store };
-      return { domid, mem, grant, evtchn: ev, store, hc };
-    };
-    this.dom0 = make(DOM0, mem0, iommus, opts.wrapDom0Grant);
+    const spaces = { xs: this.xs, grants, evtchn, memories };
+    this.dom0 = makeDom(spaces, DOM0, mem0, iommus, opts.wrapDom0Grant);
     for (let i = 1; i <= n; i++) {
       const mem = memories.addMemory(SharedArrayGuestMemory.create(i as DomId, (opts.guestPages ?? 1024) * 4096));
-      this.guests.push(make(i as DomId, mem));
+      this.guests.push(makeDom(spaces, i as DomId, mem));
     }
     this.toolstack = new LocalStoreClient(this.xs, DOM0);
     const fabric = new RnicFabric(RnicFabric.createLock());
