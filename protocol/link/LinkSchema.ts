@@ -116,6 +116,21 @@ export interface WireReqMsg {
   length: number;
   sendFlags: number;
 }
+/** A wire request with every field at its default (what a message without fields decodes to). */
+export function emptyWireReq(): WireReqMsg {
+  return {
+    op: 0,
+    srcPort: 0,
+    srcQpn: 0,
+    dstPort: 0,
+    dstQpn: 0,
+    rkey: 0,
+    remoteAddr: 0,
+    imm: 0,
+    length: 0,
+    sendFlags: 0,
+  };
+}
 export interface WireRspMsg {
   status: number;
   rnr: boolean;

@@ -25,7 +25,7 @@
 
 import { pvError } from '../../../protocol/errors.js';
 import { MAX_MESSAGE_BULK } from '../../../protocol/link/LinkFrame.js';
-import type { WireReqMsg } from '../../../protocol/link/LinkSchema.js';
+import { emptyWireReq, type WireReqMsg } from '../../../protocol/link/LinkSchema.js';
 import { SendFlags, WcStatus, WrOpcode } from '../../../protocol/rdma/Verbs.js';
 import type { SendWqe } from '../../../protocol/rdma/Wqe.js';
 import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
@@ -119,18 +119,7 @@ export class RemoteWire implements RemotePeer {
   private readonly _seg: Segments;
   /** Response bytes of the last call (READ data). */
   private _inLen = 0;
-  private readonly _req: WireReqMsg = {
-    op: 0,
-    srcPort: 0,
-    srcQpn: 0,
-    dstPort: 0,
-    dstQpn: 0,
-    rkey: 0,
-    remoteAddr: 0,
-    imm: 0,
-    length: 0,
-    sendFlags: 0,
-  };
+  private readonly _req: WireReqMsg = emptyWireReq();
 
   constructor(mailbox: MailboxClient, timeoutMs = DEFAULT_WIRE_TIMEOUT_MS) {
     if (!(timeoutMs > 0)) throw pvError('PV_ERR_CONFIG', `wire timeout must be > 0 ms, got ${timeoutMs}`);

@@ -19,7 +19,7 @@ import { type MailboxServer, MailboxWord } from '../../../../hypervisor-sim/link
 import { runScenario } from '../../../../hypervisor-sim/scenario/Scenario.js';
 import { validateScenario } from '../../../../hypervisor-sim/scenario/ScenarioSpec.js';
 import { pvError } from '../../../../protocol/errors.js';
-import type { WireReqMsg } from '../../../../protocol/link/LinkSchema.js';
+import { emptyWireReq, type WireReqMsg } from '../../../../protocol/link/LinkSchema.js';
 import { Board, CASE_NAMES } from './programs/WireGuest.js';
 
 const PROGRAM = new URL('./programs/WireGuest.js', import.meta.url);
@@ -55,26 +55,11 @@ describe('RemoteWire: the mailbox arguments of a wire call', () => {
   it('an address that is not a safe integer ≥ 0 decodes as -1 (as a WQE decodes one)', () => {
     const a = new Int32Array(MailboxWord.ARG_COUNT);
     for (const bad of [Number.NaN, -5, 2 ** 53, 1.5, Number.POSITIVE_INFINITY]) {
-      encodeWireArgs(a, { ...zero(), remoteAddr: bad });
+      encodeWireArgs(a, { ...emptyWireReq(), remoteAddr: bad });
       assert.equal(decodeWireArgs(a).remoteAddr, -1, String(bad));
     }
   });
 });
-
-function zero(): WireReqMsg {
-  return {
-    op: 0,
-    srcPort: 0,
-    srcQpn: 0,
-    dstPort: 0,
-    dstQpn: 0,
-    rkey: 0,
-    remoteAddr: 0,
-    imm: 0,
-    length: 0,
-    sendFlags: 0,
-  };
-}
 
 describe('RemoteWire: RDMA between native guests on two hosts over wire mailboxes', function () {
   this.timeout(180_000);
