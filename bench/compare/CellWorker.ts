@@ -62,8 +62,8 @@ export function cellSpinBudgets(task: CellTask, cores = availableParallelism()):
   );
 }
 
-/** The perftest guest's arguments for a cell. */
-function perftestArgs(task: CellTask): PerftestArgs {
+/** The perftest guest's arguments for a cell, spinning `spinBudget` polls before sleeping. */
+function perftestArgs(task: CellTask, spinBudget: number | undefined): PerftestArgs {
   const { plan } = task;
   return {
     test: `${plan.op}_${plan.kind}` as PerftestArgs['test'],
@@ -72,7 +72,7 @@ function perftestArgs(task: CellTask): PerftestArgs {
     txDepth: plan.txDepth,
     cqMod: cqModOf(plan),
     inlineSize: 0,
-    spinBudget: cellSpinBudgets(task).guest,
+    spinBudget,
     tag: `${plan.transport}-${plan.op}-${plan.kind}-${plan.size}`,
   };
 }
@@ -83,7 +83,8 @@ function memoryMiBOf(plan: CellPlan): number {
 
 async function runCell(task: CellTask): Promise<{ scenario: ScenarioResult; client: PerftestResult }> {
   const { plan } = task;
-  const args = perftestArgs(task);
+  const spin = cellSpinBudgets(task);
+  const args = perftestArgs(task, spin.guest);
   const memoryMiB = memoryMiBOf(plan);
   const dev = (i: number) => (plan.transport === 'tcp' ? 'tcp0' : `nic${i}`);
   const guest = (name: string, i: number) => ({
@@ -96,7 +97,7 @@ async function runCell(task: CellTask): Promise<{ scenario: ScenarioResult; clie
   });
   const scenario = await runScenario({
     host: { deviceEngine: task.deviceEngine, instrumentStages: task.instrument, fabric: task.fabric },
-    backend: cellSpinBudgets(task).dom0 === undefined ? undefined : { spinBudget: cellSpinBudgets(task).dom0 },
+    backend: spin.dom0 === undefined ? undefined : { spinBudget: spin.dom0 },
     guests: [guest('server', 0), guest('client', 1)],
   });
   return { scenario, client: scenario.guests.client.value as PerftestResult };
@@ -254,7 +255,7 @@ async function lentCell(task: CellTask): Promise<CellResult> {
     placement: 'lent',
     iommu: plan.transport === 'lent-passthrough' ? 'translate' : 'bypass',
     profile: task.fabric,
-    args: perftestArgs(task),
+    args: perftestArgs(task, cellSpinBudgets(task).guest),
     memoryMiB: memoryMiBOf(plan),
   });
   const cpu = out.cpu.map((c) => ({ ...c, nsPerMsg: c.cpuNs / plan.iters }));

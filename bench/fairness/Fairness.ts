@@ -49,6 +49,9 @@ export interface FairnessPhase {
   readonly floodKicks: number;
 }
 
+/** What runs beside the neighbour by default, after it ran alone. */
+export const FLOOD_PHASES: readonly FairPhase[] = ['full', 'kick', 'hog'];
+
 /** Options of a run. */
 export interface FairnessOptions {
   readonly backends: readonly FairBackend[];
@@ -113,10 +116,7 @@ function median(xs: readonly number[]): number {
  * ratio is that median over the `alone` median.
  */
 export async function runFairness(o: FairnessOptions): Promise<FairnessPhase[]> {
-  const phases: FairPhase[] = [
-    'alone',
-    ...(o.phases ?? (['full', 'kick', 'hog'] as const)).filter((p) => p !== 'alone'),
-  ];
+  const phases: FairPhase[] = ['alone', ...(o.phases ?? FLOOD_PHASES).filter((p) => p !== 'alone')];
   const out: FairnessPhase[] = [];
   for (const backend of o.backends) {
     const runs = new Map<FairPhase, Array<Omit<FairnessPhase, 'ratio' | 'samples'>>>(phases.map((p) => [p, []]));
@@ -201,7 +201,7 @@ export async function fairnessMain(argv: string[]): Promise<void> {
   if (!Number.isInteger(repeat) || repeat < 1 || repeat > 50)
     throw pvError('PV_ERR_CONFIG', '--repeat: an integer in [1, 50]');
   const backends: FairBackend[] = b === undefined ? ['blk', 'rdma'] : [b];
-  const progress = new Progress(backends.length * 4 * repeat);
+  const progress = new Progress(backends.length * (1 + FLOOD_PHASES.length) * repeat);
   const rows = await runFairness({ backends, seconds, batchLimit: bl, repeat, progress });
   progress.finish();
   if (values.json)

@@ -10,19 +10,11 @@
  * by the perftest work-alikes.
  */
 
-/** The transports a two-guest perftest run can use. */
-export type SpinTransport =
-  | 'native'
-  | 'passthrough'
-  | 'paravirt'
-  | 'paravirt-copy'
-  | 'tcp'
-  | 'lent'
-  | 'lent-passthrough';
+import type { CompareTransport } from '../compare/Results.js';
 
 /** What decides the budgets. */
 export interface SpinSetup {
-  readonly transport: SpinTransport;
+  readonly transport: CompareTransport;
   readonly deviceEngine: 'inline' | 'dedicated';
   /** `--spin-us` as polls, when given: every party uses it. */
   readonly spinBudget?: number;
