@@ -20,9 +20,10 @@ import { BlkifOp } from '../../protocol/blkif/BlkifConstants.js';
 import { BLKIF_SLOT_WORDS, encodeBlkifRequest } from '../../protocol/blkif/BlkifSlot.js';
 import { pvError } from '../../protocol/errors.js';
 import type { DomainEnv } from '../../protocol/Program.js';
-import { Access, emptyWc, SendFlags, WcStatus, WrOpcode } from '../../protocol/rdma/Verbs.js';
+import { emptyWc, SendFlags, WcStatus, WrOpcode } from '../../protocol/rdma/Verbs.js';
 import { DOM0, type DomId, type GuestPhysAddr, gfnOf, PAGE_SIZE } from '../../protocol/Types.js';
 import { FairWord, type FloodMode } from './Control.js';
+import { loopbackQp } from './LoopbackQp.js';
 
 /** Arguments of the program. */
 export interface FlooderArgs {
@@ -125,14 +126,7 @@ async function rdma(env: DomainEnv, a: FlooderArgs, ctl: Int32Array): Promise<Fl
   let ops = 0;
   let kicks = 0;
   try {
-    const pd = ibv.allocPd(ctx);
-    const bytes = 2 * PAGE_SIZE;
-    const buf = ctx.allocBuffer(bytes);
-    const mr = ibv.regMr(pd, buf, bytes, Access.LOCAL_WRITE | Access.REMOTE_WRITE);
-    const cq = ibv.createCq(ctx, 2 * depth);
-    const cap = { maxSendWr: depth, maxRecvWr: 1, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 };
-    const qp = ibv.createQp(pd, { sendCq: cq, recvCq: cq, cap });
-    ibv.connectRcQp(qp, { destQpNum: qp.qpNum, dlid: ctx.portId }, mr.access);
+    const { buf, mr, cq, qp } = loopbackQp(ctx, 2 * PAGE_SIZE, depth);
     const port = (ctx.provider as ParavirtProvider).channel.refs.port;
     // As ib_write_bw does (perftest's --cq-mod): WRs go in chains of `batch`, and only the last
     // of each chain is signaled, so one CQE retires the chain. The guest then spends little CPU

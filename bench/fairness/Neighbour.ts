@@ -13,10 +13,11 @@ import { openBlock } from '../../frontend/blk/Block.js';
 import * as ibv from '../../frontend/verbs/index.js';
 import { pvError } from '../../protocol/errors.js';
 import type { DomainEnv } from '../../protocol/Program.js';
-import { Access, emptyWc, SendFlags, WcStatus, WrOpcode, wcStatusName } from '../../protocol/rdma/Verbs.js';
+import { emptyWc, SendFlags, WcStatus, WrOpcode, wcStatusName } from '../../protocol/rdma/Verbs.js';
 import { type GuestPhysAddr, PAGE_SIZE } from '../../protocol/Types.js';
 import { AdaptiveSpin } from '../../protocol/wait.js';
 import { FairWord, waitWord } from './Control.js';
+import { loopbackQp } from './LoopbackQp.js';
 
 /** Arguments of the program. */
 export interface NeighbourArgs {
@@ -145,14 +146,7 @@ async function rdma(env: DomainEnv, a: NeighbourArgs): Promise<NeighbourResult> 
   const ctx = await ibv.openDevice(env);
   try {
     const depth = a.iodepth ?? 1;
-    const pd = ibv.allocPd(ctx);
-    const bytes = 2 * depth * IO_BYTES;
-    const buf = ctx.allocBuffer(bytes);
-    const mr = ibv.regMr(pd, buf, bytes, Access.LOCAL_WRITE | Access.REMOTE_WRITE);
-    const cq = ibv.createCq(ctx, 2 * depth);
-    const cap = { maxSendWr: depth, maxRecvWr: 1, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 };
-    const qp = ibv.createQp(pd, { sendCq: cq, recvCq: cq, cap });
-    ibv.connectRcQp(qp, { destQpNum: qp.qpNum, dlid: ctx.portId }, mr.access);
+    const { buf, mr, cq, qp } = loopbackQp(ctx, 2 * depth * IO_BYTES, depth);
     const wcs = [emptyWc()];
     const adaptive = new AdaptiveSpin();
     const done = new Set<number>();
