@@ -279,6 +279,12 @@ export function codeFromStatus(status: number): ErrorCode | undefined {
   return BY_STATUS.get(status) ?? 'PV_ERR_BAD_REQUEST';
 }
 
+/** The slot status of any thrown value: its code's, or `PV_ERR_BAD_REQUEST`'s (codeFromStatus's inverse). */
+export function statusFromError(err: unknown): number {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return isErrorCode(code) ? ERROR_CATALOGUE[code].status : ERROR_CATALOGUE.PV_ERR_BAD_REQUEST.status;
+}
+
 /** What crosses a thread boundary for an error: plain data. */
 export interface WireError {
   readonly code: string;

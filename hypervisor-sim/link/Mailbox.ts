@@ -25,7 +25,7 @@
  * rebuilt into the typed error in the caller.
  */
 
-import { codeFromStatus, ERROR_CATALOGUE, errorFromCode, isErrorCode, pvError } from '../../protocol/errors.js';
+import { codeFromStatus, errorFromCode, pvError, statusFromError } from '../../protocol/errors.js';
 import { waitAsync } from '../../protocol/wait.js';
 
 /** Word indices of the mailbox (the table above). */
@@ -222,8 +222,7 @@ export class MailboxServer {
       try {
         len = await this._handler(this._call);
       } catch (err) {
-        const code = (err as { code?: unknown }).code;
-        status = isErrorCode(code) ? ERROR_CATALOGUE[code].status : ERROR_CATALOGUE.PV_ERR_BAD_REQUEST.status;
+        status = statusFromError(err);
         const text = new TextEncoder().encode(String((err as Error).message ?? err)).subarray(0, 4096);
         this._call.data.set(text.subarray(0, Math.min(text.length, this._call.data.length)));
         w[MailboxWord.MSG_LEN] = text.length;

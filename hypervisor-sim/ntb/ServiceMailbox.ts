@@ -23,7 +23,7 @@
  * the typed error in the caller.
  */
 
-import { codeFromStatus, ERROR_CATALOGUE, errorFromCode, isErrorCode, pvError } from '../../protocol/errors.js';
+import { codeFromStatus, errorFromCode, pvError, statusFromError } from '../../protocol/errors.js';
 import { waitAsync } from '../../protocol/wait.js';
 
 /** Word indices (the table above). */
@@ -214,8 +214,7 @@ export class ServiceServer {
 
   /** Answers the call taken by `next` with an error (its code if it has one). */
   fail(err: unknown): void {
-    const code = (err as { code?: unknown }).code;
-    const status = isErrorCode(code) ? ERROR_CATALOGUE[code].status : ERROR_CATALOGUE.PV_ERR_BAD_REQUEST.status;
+    const status = statusFromError(err);
     const text = new TextEncoder().encode(String((err as Error)?.message ?? err)).subarray(0, SERVICE_MSG_MAX);
     this._msg.set(text);
     this._w[ServiceWord.MSG_LEN] = text.length;

@@ -22,6 +22,7 @@ import {
   RequestError,
   RingError,
   StoreError,
+  statusFromError,
   toWireError,
   type WireError,
   XenbusError,
@@ -126,11 +127,16 @@ describe('errors (style §3.7): the catalogue', () => {
       assert.ok(!statuses.has(spec.status), `${code}: status ${spec.status} is unique`);
       statuses.add(spec.status);
       assert.equal(codeFromStatus(spec.status), code, `${code}: codeFromStatus round trip`);
+      assert.equal(statusFromError(err), spec.status, `${code}: statusFromError gives the code's status`);
       assert.equal(err.status, spec.status);
 
       const cloned = structuredClone(toWireError(errorFromCode(code, `cloned ${code}`)));
       checkRebuilt(fromWireError(cloned), code, `cloned ${code}`, 'via structuredClone');
     }
+
+    // Anything thrown without a catalogue code answers as a bad request.
+    assert.equal(statusFromError(new Error('plain')), ERROR_CATALOGUE.PV_ERR_BAD_REQUEST.status);
+    assert.equal(statusFromError('a string'), ERROR_CATALOGUE.PV_ERR_BAD_REQUEST.status);
 
     const wires = CODES.map((code) => toWireError(errorFromCode(code, `posted ${code}`)));
     const received = await throughMessageChannel(wires);
