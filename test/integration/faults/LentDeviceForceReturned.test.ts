@@ -61,6 +61,13 @@ describe('faults: a lent device force-returned while a guest uses it', function 
         async () => (await b.toolstack.tryRead('/local/domain/1/data/busy')) === '1',
         'the guest to post its receives',
       );
+      // Outstanding means on the NIC: the guest said so after posting to its data ring, and dom0
+      // may not have handed all four to the device yet (a receive reaching it after the return
+      // is the documented never-completes case, not this test's).
+      await until(
+        async () => cluster.lending('B').outstandingWrs('nic0@A') >= 4,
+        'dom0 to put the four receives on the NIC',
+      );
       await cluster.giveBack(handle, { force: true });
       await b.toolstack.write('/local/domain/1/data/gone', '1');
       const r = (await g.result).value as GuestReport;
