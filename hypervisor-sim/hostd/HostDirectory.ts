@@ -17,6 +17,7 @@
 
 import { Etcd3, type Lease as EtcdLease } from 'etcd3';
 import { pvError } from '../../protocol/errors.js';
+import { etcdFaultHandling } from '../lending/EtcdFaults.js';
 
 /** NIC port ids per host: host h owns ports h × 256 + 1 … h × 256 + 255. */
 export const PORTS_PER_HOST = 256;
@@ -77,7 +78,7 @@ export class HostDirectory {
   static async connect(opts: HostDirectoryOptions): Promise<HostDirectory> {
     const cluster = opts.cluster ?? 'default';
     if (!NAME.test(cluster)) throw pvError('PV_ERR_INVALID_ARG', `cluster name ${cluster} must match ${NAME}`);
-    const client = new Etcd3({ hosts: [...opts.endpoints] });
+    const client = new Etcd3({ hosts: [...opts.endpoints], faultHandling: etcdFaultHandling() });
     const d = new HostDirectory(client, `/pvio/${cluster}/`, opts.ttl ?? 5);
     // etcd3 retries an unreachable server for ever: bound the first contact so a wrong address
     // is an error the user sees, not a silent hang.

@@ -25,6 +25,7 @@
 import { randomBytes } from 'node:crypto';
 import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
 import { pvError } from '../../protocol/errors.js';
+import { etcdFaultHandling } from './EtcdFaults.js';
 import { EtcdKeys, type HolderValue, leaseOf } from './EtcdKeys.js';
 import { EtcdRegistryCore } from './EtcdRegistryCore.js';
 import {
@@ -99,7 +100,7 @@ export class EtcdRegistry extends EtcdRegistryCore implements DeviceRegistry {
     const client = new Etcd3({
       ...opts.client,
       hosts: [...opts.endpoints],
-      faultHandling: { watchBackoff: cappedBackoff(RECONNECT_MIN_MS), ...opts.client?.faultHandling },
+      faultHandling: { ...etcdFaultHandling(cappedBackoff(RECONNECT_MIN_MS)), ...opts.client?.faultHandling },
     });
     const r = new EtcdRegistry(client, new EtcdKeys(`/pvio/${cluster}/`), ttl, opts);
     try {
