@@ -220,10 +220,16 @@ export class GrantTableSpace {
     const brokenLocks = breakLocksOf(w, GrantWord.LOCK, GRANT_ENTRY_WORDS, total, dead + 1);
     let droppedPins = 0;
     for (let base = 0; base < total * GRANT_ENTRY_WORDS; base += GRANT_ENTRY_WORDS) {
-      // ORDERING: unlocked pre-filter (skip other grantees and idle entries); the decision is
-      // re-made under the lock below.
-      const word0 = Atomics.load(w, base + GrantWord.FLAGS_DOMID);
-      if (word0 >>> 16 !== dead || ((word0 & (GTF_reading | GTF_writing)) === 0 && this._pins(base) === 0)) continue;
+      // Plain (unordered) read as a pre-filter over every entry of the host: an entry naming
+      // another grantee is skipped. Pins of `dead` stay put (only it could change them), and the
+      // decision is re-made under the lock below, so a stale read can only cost a lock.
+      const word0 = w[base + GrantWord.FLAGS_DOMID];
+      if (word0 >>> 16 !== dead) continue;
+      if (
+        (word0 & (GTF_reading | GTF_writing)) === 0 &&
+        w[base + GrantWord.READ_PINS] + w[base + GrantWord.WRITE_PINS] === 0
+      )
+        continue;
       this.lock(base, HOST_LOCK_OWNER);
       try {
         // ORDERING: under the entry lock no pin or unpin runs concurrently.
@@ -244,8 +250,8 @@ export class GrantTableSpace {
     if (dead < maxDomains) {
       for (let ref = 0; ref < entriesPerDomain; ref++) {
         const base = this.entryBase(dead, ref);
-        // ORDERING: unlocked pre-filter for free entries; a dead granter writes nothing more.
-        if (Atomics.load(w, base + GrantWord.FLAGS_DOMID) === 0) continue;
+        // Plain pre-filter for free entries: a dead granter writes nothing more.
+        if (w[base + GrantWord.FLAGS_DOMID] === 0) continue;
         this.lock(base, HOST_LOCK_OWNER);
         try {
           // Under the lock no pin can start between this check and the store.
