@@ -37,7 +37,8 @@ export type ErrorArea =
   | 'rdma'
   | 'pcie'
   | 'lending'
-  | 'block';
+  | 'block'
+  | 'virtio';
 
 /**
  * The catalogue. Statuses are unique and never reused; append new codes at the end of an area.
@@ -170,6 +171,61 @@ export const ERROR_CATALOGUE = {
   PV_ERR_BLK_IO: { status: -160, area: 'block', policy: 'request', message: 'media or device error' },
   PV_ERR_BLK_BAD_SECTOR: { status: -161, area: 'block', policy: 'request', message: 'sector range outside the device' },
   PV_ERR_BLK_BAD_SEGMENT: { status: -162, area: 'block', policy: 'request', message: 'invalid segment' },
+
+  PV_ERR_VIRTQ_LAYOUT: {
+    status: -180,
+    area: 'virtio',
+    policy: 'caller',
+    message: 'invalid virtqueue layout (size a power of two ≤ 32768, areas aligned and inside memory)',
+  },
+  PV_ERR_VIRTQ_BAD_DESC: {
+    status: -181,
+    area: 'virtio',
+    policy: 'fatal',
+    message: 'malformed descriptor (index out of range, INDIRECT with NEXT, nested or unnegotiated indirect table)',
+  },
+  PV_ERR_VIRTQ_LOOP: {
+    status: -182,
+    area: 'virtio',
+    policy: 'fatal',
+    message: 'descriptor chain longer than the queue (a loop)',
+  },
+  PV_ERR_VIRTQ_BAD_ADDR: {
+    status: -183,
+    area: 'virtio',
+    policy: 'fatal',
+    message: 'descriptor range outside guest memory',
+  },
+  PV_ERR_VIRTQ_DIRECTION: {
+    status: -184,
+    area: 'virtio',
+    policy: 'fatal',
+    message: 'device-readable descriptor after a device-writable one, or wrong direction for the request',
+  },
+  PV_ERR_VIRTQ_TOO_LONG: {
+    status: -185,
+    area: 'virtio',
+    policy: 'fatal',
+    message: 'descriptor chain longer than 2^32 bytes',
+  },
+  PV_ERR_VIRTQ_AVAIL_IDX: {
+    status: -186,
+    area: 'virtio',
+    policy: 'fatal',
+    message: 'available index moved by more than the queue size',
+  },
+  PV_ERR_VIRTIO_STATUS: {
+    status: -187,
+    area: 'virtio',
+    policy: 'caller',
+    message: 'illegal device status transition or feature negotiation',
+  },
+  PV_ERR_VIRTIO_NEEDS_RESET: {
+    status: -188,
+    area: 'virtio',
+    policy: 'fatal',
+    message: 'device needs reset after a driver protocol violation',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** Every stable error code. */
@@ -219,6 +275,8 @@ export class PcieError extends PvError {}
 export class LendingError extends PvError {}
 /** Block devices and the block split driver. */
 export class BlockError extends PvError {}
+/** Virtqueues and virtio device status / feature negotiation. */
+export class VirtioError extends PvError {}
 
 const CLASS_NAMES: Record<ErrorArea, string> = {
   arg: 'ArgError',
@@ -235,6 +293,7 @@ const CLASS_NAMES: Record<ErrorArea, string> = {
   pcie: 'PcieError',
   lending: 'LendingError',
   block: 'BlockError',
+  virtio: 'VirtioError',
 };
 
 const CLASSES: Record<ErrorArea, typeof PvError> = {
@@ -252,6 +311,7 @@ const CLASSES: Record<ErrorArea, typeof PvError> = {
   pcie: PcieError,
   lending: LendingError,
   block: BlockError,
+  virtio: VirtioError,
 };
 
 const BY_STATUS = new Map<number, ErrorCode>();

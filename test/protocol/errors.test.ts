@@ -24,6 +24,7 @@ import {
   StoreError,
   statusFromError,
   toWireError,
+  VirtioError,
   type WireError,
   XenbusError,
 } from '../../protocol/errors.js';
@@ -44,6 +45,7 @@ const AREA_CLASS: Record<ErrorArea, typeof PvError> = {
   pcie: PcieError,
   lending: LendingError,
   block: BlockError,
+  virtio: VirtioError,
 };
 
 const CODES = Object.keys(ERROR_CATALOGUE) as ErrorCode[];
