@@ -3,10 +3,11 @@
  * (fuzz/core/FuzzRunner.ts) and reports cases, adversarial requests per second and every
  * distinct invariant violation with a reproducer seed. Exit status 1 when any invariant broke.
  *
- *   pvio fuzz --backend rdma|blk|all --seconds N [--seed S] [--cases N] [--json]
+ *   pvio fuzz --backend rdma|blk|virtq|all --seconds N [--seed S] [--cases N] [--json]
  *
  * The blk target lives in fuzz/blk/BlkTarget.ts and is loaded on demand, so this command works
- * (for rdma) before that module exists.
+ * (for rdma) before that module exists. The virtq target (fuzz/virtq/VirtqTarget.ts) drives the
+ * virtio device side (backend/virtio) with a hostile driver beside an honest one.
  */
 
 import { type FuzzReport, formatReport, runFuzz } from '../fuzz/core/FuzzRunner.js';
@@ -66,10 +67,10 @@ export function parseFuzzArgs(argv: readonly string[]): FuzzArgs {
     }
   }
   if (backend === undefined)
-    throw usageError('say which backend to fuzz: --backend rdma, --backend blk or --backend all');
-  if (backend === 'all') out.backends = ['rdma', 'blk'];
-  else if (backend === 'rdma' || backend === 'blk') out.backends = [backend];
-  else throw usageError(`--backend must be rdma, blk or all, got '${backend}'`);
+    throw usageError('say which backend to fuzz: --backend rdma, --backend blk, --backend virtq or --backend all');
+  if (backend === 'all') out.backends = ['rdma', 'blk', 'virtq'];
+  else if (backend === 'rdma' || backend === 'blk' || backend === 'virtq') out.backends = [backend];
+  else throw usageError(`--backend must be rdma, blk, virtq or all, got '${backend}'`);
   if (out.seconds === undefined && out.cases === undefined) {
     throw usageError('give a budget: --seconds N (per backend) and/or --cases N');
   }
@@ -79,6 +80,7 @@ export function parseFuzzArgs(argv: readonly string[]): FuzzArgs {
 /** Builds the target of `name`; the blk one is optional until fuzz/blk exists. */
 async function loadTarget(name: string): Promise<FuzzTarget> {
   if (name === 'rdma') return new (await import('../fuzz/rdma/RdmaTarget.js')).RdmaTarget();
+  if (name === 'virtq') return new (await import('../fuzz/virtq/VirtqTarget.js')).VirtqTarget();
   let mod: { BlkTarget?: new () => FuzzTarget };
   try {
     // A computed specifier: the module is another part of the fuzzer that may not be built yet.

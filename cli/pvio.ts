@@ -103,7 +103,7 @@ const COMMANDS: Record<string, Command> = {
   fuzz: {
     summary:
       'adversarial guests against a backend in one process: invariant checks, failure signatures, reproducer seeds',
-    usage: 'pvio fuzz --backend rdma|blk|all --seconds N [--seed S] [--cases N] [--json]',
+    usage: 'pvio fuzz --backend rdma|blk|virtq|all --seconds N [--seed S] [--cases N] [--json]',
     run: async (argv) => (await import('./fuzz.js')).fuzzMain(argv),
   },
   'ring-bench': {

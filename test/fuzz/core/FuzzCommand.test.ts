@@ -10,13 +10,13 @@ describe('pvio fuzz: usage errors say what to do', () => {
   it('parses backend, budget, seed and --json (also --flag=value)', () => {
     const a = parseFuzzArgs(['--backend', 'rdma', '--seconds', '60', '--seed=42', '--json']);
     assert.deepEqual(a, { backends: ['rdma'], seconds: 60, cases: undefined, seed: 42, json: true });
-    assert.deepEqual(parseFuzzArgs(['--backend', 'all', '--cases', '1']).backends, ['rdma', 'blk']);
+    assert.deepEqual(parseFuzzArgs(['--backend', 'all', '--cases', '1']).backends, ['rdma', 'blk', 'virtq']);
   });
 
   it('refuses a missing backend, an unknown backend, a missing budget, bad numbers and unknown flags', () => {
     const cases: Array<[string[], RegExp]> = [
       [['--seconds', '5'], /--backend rdma/],
-      [['--backend', 'nvme', '--seconds', '5'], /rdma, blk or all, got 'nvme'/],
+      [['--backend', 'nvme', '--seconds', '5'], /rdma, blk, virtq or all, got 'nvme'/],
       [['--backend', 'rdma'], /give a budget: --seconds N/],
       [['--backend', 'rdma', '--seconds', '-1'], /--seconds must be an integer/],
       [['--backend', 'rdma', '--seconds'], /--seconds needs a value/],
