@@ -24,6 +24,19 @@ export function caseSeed(runSeed: number, index: number): number {
   return mix32(mix32(runSeed >>> 0) ^ Math.imul(index, 0x27d4eb2d)) >>> 0;
 }
 
+/**
+ * One kind drawn from `kinds` with probability weight / Σweights (a target's case mix); the first
+ * kind if the weights are all 0.
+ */
+export function pickWeighted(rng: Rng, kinds: ReadonlyArray<readonly [string, number]>): string {
+  let x = rng.below(kinds.reduce((s, [, w]) => s + w, 0) || 1);
+  for (const [k, w] of kinds) {
+    if (x < w) return k;
+    x -= w;
+  }
+  return kinds[0][0];
+}
+
 /** Values that stress u32 arithmetic (edges, powers of two and their neighbours). */
 const EDGES: readonly number[] = [
   0, 1, 2, 3, 0x7f, 0x80, 0xff, 0x100, 0xfff, 0x1000, 0x1001, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0x80000001,

@@ -25,6 +25,7 @@ import { DOM0 } from '../../protocol/Types.js';
 import type { CaseResult, FuzzTarget, Rng, Violation } from '../core/FuzzTarget.js';
 import { Mutator } from '../core/Mutator.js';
 import { type GrantOracle, RecordingGrants } from '../core/RecordingGrants.js';
+import { pickWeighted } from '../core/Rng.js';
 import { tableOracle } from '../core/TableOracle.js';
 import { Adversary } from './Adversary.js';
 import type { Victim } from './DataGen.js';
@@ -50,16 +51,6 @@ const KINDS: ReadonlyArray<[string, number]> = [
   ['jump', 2],
   ['disconnect', 1],
 ];
-const TOTAL = KINDS.reduce((s, [, w]) => s + w, 0);
-
-function pickKind(rng: Rng): string {
-  let x = rng.below(TOTAL);
-  for (const [k, w] of KINDS) {
-    if (x < w) return k;
-    x -= w;
-  }
-  return 'data';
-}
 
 /** Counters of a run (reported by the command with --json). */
 export interface RdmaTargetStats {
@@ -157,7 +148,7 @@ export class RdmaTarget implements FuzzTarget {
   }
 
   async runCase(rng: Rng, caseSeed: number): Promise<CaseResult> {
-    const kind = pickKind(rng);
+    const kind = pickWeighted(rng, KINDS);
     this.lastKind = kind;
     const violations: Violation[] = [];
     let requests = 0;

@@ -52,9 +52,9 @@ export class GuestRam {
     return new GuestRam(bytes, [{ gpa: 0, size: bytes, offset: 0 }]);
   }
 
-  /** The device's map of this memory. */
-  map(): GuestMemoryMap {
-    return new GuestMemoryMap(
+  /** The device's map of this memory (a subclass `C`: tests give a deliberately faulty map). */
+  map(C: typeof GuestMemoryMap = GuestMemoryMap): GuestMemoryMap {
+    return new C(
       this.regions.map((r) => ({
         gpa: guestPhysAddr(r.gpa),
         size: r.size,

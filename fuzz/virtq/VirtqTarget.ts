@@ -32,6 +32,7 @@ import { descTableBytes, usedRingBytes } from '../../protocol/virtio/SplitRing.j
 import type { CaseResult, FuzzTarget, Rng, Violation } from '../core/FuzzTarget.js';
 import type { WordRange } from '../core/Mutator.js';
 import { Mutator } from '../core/Mutator.js';
+import { pickWeighted } from '../core/Rng.js';
 import { type AdvPlan, DEFECTS, type Defect, featuresFor, garbageCase, structuredCase } from './AdvChains.js';
 import { ADV_BYTES, ADV_QUEUE, ADV_REGIONS, ADV_SIZES, ADV_TABLE_AREAS } from './AdvLayout.js';
 import { EchoServer } from './EchoServer.js';
@@ -54,16 +55,6 @@ const KINDS: ReadonlyArray<[string, number]> = [
   ['mutator', 8],
   ['spurious', 4],
 ];
-const TOTAL = KINDS.reduce((s, [, w]) => s + w, 0);
-
-function pickKind(rng: Rng): string {
-  let x = rng.below(TOTAL);
-  for (const [k, w] of KINDS) {
-    if (x < w) return k;
-    x -= w;
-  }
-  return 'structured';
-}
 
 /** One case's adversary: its queue, device and echo server. */
 interface AdvQueue {
@@ -97,7 +88,7 @@ export class VirtqTarget implements FuzzTarget {
   async runCase(rng: Rng, caseSeed: number): Promise<CaseResult> {
     const ram = this._ram as GuestRam;
     const honest = this._honest as HonestGuest;
-    const kind = pickKind(rng);
+    const kind = pickWeighted(rng, KINDS);
     const defect: Defect | undefined = kind === 'structured' && rng.chance(0.85) ? rng.pick(DEFECTS) : undefined;
     this.lastKind = defect ? `${kind}/${defect}` : kind;
     this.stats[kind] = (this.stats[kind] ?? 0) + 1;

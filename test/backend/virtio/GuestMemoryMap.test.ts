@@ -7,19 +7,12 @@
 import assert from 'node:assert/strict';
 import { GuestMemoryMap, type MemRegion, newTranslation } from '../../../backend/virtio/GuestMemoryMap.js';
 import { guestPhysAddr } from '../../../protocol/Types.js';
+import { virtioCode } from './VirtioCode.js';
 
 const sab = new SharedArrayBuffer(0x4000);
 const g = guestPhysAddr;
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.equal((err as Error).name, 'VirtioError', String(err));
-    return (err as { code: string }).code;
-  }
-  return 'no error';
-}
+const code = virtioCode;
 
 /** Two GPA-adjacent regions, a gap, then a read-only region. */
 function threeRegions(): GuestMemoryMap {

@@ -18,19 +18,12 @@ import {
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
 } from '../../../protocol/virtio/SplitRing.js';
+import { virtioCode } from './VirtioCode.js';
 
 const PLAIN: SplitFeatures = { indirectDesc: false, eventIdx: false };
 const EVENT_IDX: SplitFeatures = { indirectDesc: true, eventIdx: true };
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.equal((err as Error).name, 'VirtioError', String(err));
-    return (err as { code: string }).code;
-  }
-  return 'no error';
-}
+const code = virtioCode;
 
 /** One 64 KiB region; the queue at 0; a one-descriptor request/response chain per head. */
 function setup(qs: number, features = PLAIN): { ram: GuestRam; q: GuestQueue; dev: SplitDevice } {

@@ -13,22 +13,7 @@ import fc from 'fast-check';
 import { GuestMemoryMap, type Translation } from '../../../backend/virtio/GuestMemoryMap.js';
 import { runFuzz } from '../../../fuzz/core/FuzzRunner.js';
 import { XorShiftRng } from '../../../fuzz/core/Rng.js';
-import type { GuestRam } from '../../../fuzz/virtq/GuestRam.js';
 import { VirtqTarget } from '../../../fuzz/virtq/VirtqTarget.js';
-import { guestPhysAddr } from '../../../protocol/Types.js';
-
-/** The guest's regions as a device map of class `C`. */
-function mapOf(C: typeof GuestMemoryMap, ram: GuestRam): GuestMemoryMap {
-  return new C(
-    ram.regions.map((r) => ({
-      gpa: guestPhysAddr(r.gpa),
-      size: r.size,
-      backing: ram.sab,
-      offset: r.offset,
-      readOnly: r.readOnly,
-    })),
-  );
-}
 
 /** Faulty: resolves every write as a read, so read-only regions are writable. */
 class IgnoresReadOnly extends GuestMemoryMap {
@@ -46,7 +31,7 @@ class IgnoresLength extends GuestMemoryMap {
 
 /** Signatures a faulty target reports within `cases` cases. */
 async function signaturesOf(C: typeof GuestMemoryMap, cases: number): Promise<Set<string>> {
-  const t = new VirtqTarget({ mutator: false, innerMap: (ram) => mapOf(C, ram) });
+  const t = new VirtqTarget({ mutator: false, innerMap: (ram) => ram.map(C) });
   const r = await runFuzz(t, { seed: 42, cases });
   return new Set(r.signatures.map((s) => s.signature));
 }

@@ -25,6 +25,7 @@ import {
   VRING_PACKED_EVENT_FLAG_DISABLE,
   VRING_PACKED_EVENT_FLAG_ENABLE,
 } from '../../../protocol/virtio/PackedRing.js';
+import { structLayout } from './StructLayout.js';
 
 /** VIRTIO 1.2 §2.8.13 `struct pvirtq_desc` and `struct pvirtq_event_suppress`, field by field. */
 const PVIRTQ_DESC = [
@@ -38,19 +39,9 @@ const PVIRTQ_EVENT = [
   ['flags', 2],
 ] as const;
 
-function offsets(fields: ReadonlyArray<readonly [string, number]>): { off: Record<string, number>; size: number } {
-  const off: Record<string, number> = {};
-  let at = 0;
-  for (const [name, bytes] of fields) {
-    off[name] = at;
-    at += bytes;
-  }
-  return { off, size: at };
-}
-
 describe('packed virtqueue layout: offsets match the VIRTIO 1.2 struct definitions', () => {
   it('pvirtq_desc {le64 addr; le32 len; le16 id; le16 flags} is 16 bytes at PackedDescOffset', () => {
-    const { off, size } = offsets(PVIRTQ_DESC);
+    const { off, size } = structLayout(PVIRTQ_DESC);
     assert.equal(VIRTQ_PACKED_DESC_BYTES, size);
     assert.deepEqual(
       [PackedDescOffset.ADDR, PackedDescOffset.LEN, PackedDescOffset.ID, PackedDescOffset.FLAGS],
@@ -59,7 +50,7 @@ describe('packed virtqueue layout: offsets match the VIRTIO 1.2 struct definitio
   });
 
   it('pvirtq_event_suppress {le16 desc (off:15 | wrap:1); le16 flags} is 4 bytes at PackedEventOffset', () => {
-    const { off, size } = offsets(PVIRTQ_EVENT);
+    const { off, size } = structLayout(PVIRTQ_EVENT);
     assert.equal(VIRTQ_PACKED_EVENT_BYTES, size);
     assert.deepEqual([PackedEventOffset.DESC, PackedEventOffset.FLAGS], [off.desc, off.flags]);
     assert.equal(VRING_PACKED_EVENT_F_WRAP_CTR, 15);
@@ -109,8 +100,8 @@ describe('packed virtqueue layout: offsets match the VIRTIO 1.2 struct definitio
     const l = packedLayout(qs);
     const sab = new SharedArrayBuffer(l.bytes);
     const dv = new DataView(sab);
-    const d = offsets(PVIRTQ_DESC).off;
-    const ev = offsets(PVIRTQ_EVENT).off;
+    const d = structLayout(PVIRTQ_DESC).off;
+    const ev = structLayout(PVIRTQ_EVENT).off;
     for (let i = 0; i < qs; i++) {
       dv.setBigUint64(16 * i + d.addr, 0xfeed_0000_0000n + BigInt(i), true);
       dv.setUint32(16 * i + d.len, 0xffff_fff0 + i, true);

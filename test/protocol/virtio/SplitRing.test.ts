@@ -23,6 +23,7 @@ import {
   VIRTQ_USED_F_NO_NOTIFY,
   vringNeedEvent,
 } from '../../../protocol/virtio/SplitRing.js';
+import { structLayout } from './StructLayout.js';
 
 /**
  * The VIRTIO 1.2 §2.7 structs as written in the spec, field by field (name, bytes), packed in
@@ -52,17 +53,6 @@ const virtqUsed = (qs: number): Field[] => [
   ['ring', 8 * qs],
   ['avail_event', 2],
 ];
-
-/** name → offset, and the total size, of a packed struct. */
-function structLayout(fields: readonly Field[]): { off: Record<string, number>; size: number } {
-  const off: Record<string, number> = {};
-  let at = 0;
-  for (const [name, bytes] of fields) {
-    off[name] = at;
-    at += bytes;
-  }
-  return { off, size: at };
-}
 
 const SIZES = [1, 2, 256, 32768];
 
