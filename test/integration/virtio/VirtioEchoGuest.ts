@@ -10,12 +10,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { SplitDriver } from '../../../frontend/virtio/SplitDriver.js';
 import type { GuestPhysAddr } from '../../../protocol/Types.js';
-import {
-  featureBit,
-  VIRTIO_F_EVENT_IDX,
-  VIRTIO_F_INDIRECT_DESC,
-  VirtioStatusDriver,
-} from '../../../protocol/virtio/DeviceStatus.js';
+import { featureBit, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC } from '../../../protocol/virtio/DeviceStatus.js';
+import { VirtioStatusDriver } from '../../../protocol/virtio/StatusDriver.js';
 
 /** What the test posts to the guest. */
 export interface EchoGuestData {

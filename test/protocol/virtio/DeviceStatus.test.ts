@@ -18,8 +18,8 @@ import {
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VirtioStatusDevice,
-  VirtioStatusDriver,
 } from '../../../protocol/virtio/DeviceStatus.js';
+import { VirtioStatusDriver } from '../../../protocol/virtio/StatusDriver.js';
 
 const V1 = featureBit(VIRTIO_F_VERSION_1);
 const OFFERED = V1 | featureBit(VIRTIO_F_INDIRECT_DESC) | featureBit(VIRTIO_F_EVENT_IDX);
@@ -227,8 +227,8 @@ describe('virtio device status: every write from every reachable state', () => {
  */
 const DRIVER_THREAD = `
 const { parentPort, workerData } = require('node:worker_threads');
-import(workerData.moduleUrl).then((m) => {
-  const drv = new m.VirtioStatusDriver(workerData.regs);
+Promise.all([import(workerData.moduleUrl), import(workerData.driverUrl)]).then(([m, d]) => {
+  const drv = new d.VirtioStatusDriver(workerData.regs);
   const ctl = new Int32Array(workerData.ctl);
   const log = [];
   try {
@@ -257,10 +257,11 @@ describe('virtio device status: driver in a Worker, device validating in the mai
     const dev = VirtioStatusDevice.create(OFFERED);
     const ctl = new Int32Array(new SharedArrayBuffer(4));
     const moduleUrl = new URL('../../../protocol/virtio/DeviceStatus.js', import.meta.url).href;
+    const driverUrl = new URL('../../../protocol/virtio/StatusDriver.js', import.meta.url).href;
     const wanted = featureBit(VIRTIO_F_EVENT_IDX) | featureBit(VIRTIO_F_RING_PACKED);
     const worker = new Worker(DRIVER_THREAD, {
       eval: true,
-      workerData: { regs: dev.regs, ctl: ctl.buffer, moduleUrl, wanted },
+      workerData: { regs: dev.regs, ctl: ctl.buffer, moduleUrl, driverUrl, wanted },
     });
     const outcomes: Array<{ written: number; error: string | undefined }> = [];
     let stop = false;
