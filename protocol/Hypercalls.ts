@@ -185,6 +185,74 @@ export interface MonitorOps {
   ringRecord(kind: string, peer: DomId, end: 'front' | 'back'): MonitorRingRecord | undefined;
 }
 
+/**
+ * One region of another domain's guest-physical memory, as a privileged domain reaches it: the
+ * bytes `[gpa, gpa + size)` of the guest live at `buffer[offset, offset + size)`. The buffer is
+ * the guest's own memory (shared, zero copy): a write through it is a write into the guest.
+ */
+export interface ForeignRegion {
+  /** First guest-physical address of the region. */
+  readonly gpa: GuestPhysAddr;
+  /** Bytes (> 0, a whole number of pages). */
+  readonly size: number;
+  /** The guest's memory holding the region. */
+  readonly buffer: SharedArrayBuffer;
+  /** Byte offset of `gpa` inside `buffer`. */
+  readonly offset: number;
+}
+
+/** A live IOMMU mapping of a foreign guest-physical range for a device (`mapForDevice`). */
+export interface ForeignDeviceMapping {
+  /** Needed to unmap. Its own namespace: not a grant `MapHandle` of `GrantOps`. */
+  readonly handle: MapHandle;
+  /**
+   * What the device puts on its bus to reach the mapped `gpa` (the byte itself, not its page):
+   * the IOVA of the first page spanned, plus the in-page offset of `gpa`, plus the device's DMA
+   * base (non-zero for a lent device), exactly as `GrantMapping.deviceAddr` is computed.
+   */
+  readonly deviceAddr: Iova;
+  /** Bytes the device may reach from `deviceAddr` (the `len` asked for; whole pages are mapped). */
+  readonly len: number;
+  /** True when the device may write. */
+  readonly writable: boolean;
+}
+
+/**
+ * Foreign memory of other domains, for a PRIVILEGED backend domain (dom0): what vhost gets with
+ * `VHOST_SET_MEM_TABLE` (the guest's memory regions, to translate the bare guest-physical
+ * addresses of virtio descriptors), what vhost-vdpa's IOTLB / VFIO's DMA map give a device
+ * (guest-physical ranges mapped in the IOMMU of a device the backend owns, for zero-copy DMA),
+ * and what Xen's privcmd foreign mappings give dom0. No grant is involved: the guest does not
+ * consent page by page, so only a privileged domain gets this member (`Hypercalls.foreign` is
+ * undefined everywhere else): a guest must never reach another guest's memory.
+ *
+ * Nothing is pinned: guest memory never leaves its domain while the domain lives, and when the
+ * guest dies the hypervisor revokes every IOMMU entry targeting its memory (a later DMA faults;
+ * `unmapForDevice` still frees the handle). Regions already returned keep aliasing the dead
+ * guest's buffer; a backend must drop them when the guest goes away.
+ *
+ * Errors: `PV_ERR_INVALID_ARG` for a malformed argument, the caller's own domid, a device the
+ * caller does not own (same rule as `MapGrantOptions.device`) or an unknown handle;
+ * `PV_ERR_NO_DOMAIN` for a domain this domain does not know (never existed or is gone);
+ * `PV_ERR_OUT_OF_BOUNDS` for a range outside the guest's memory; from the IOMMU,
+ * `PV_ERR_NOT_SUPPORTED` (device without translation) and `PV_ERR_LIMIT` (no room).
+ */
+export interface ForeignMemoryOps {
+  /** The memory of `domid` as regions in address order (today one: all of it at GPA 0). */
+  regions(domid: DomId): ForeignRegion[];
+  /**
+   * Maps `[gpa, gpa + len)` of `domid` (len > 0, inside its memory, checked without adding the
+   * two) for DMA by `device`, which the caller must own: the pages the range spans are inserted
+   * in the device's IOMMU, read-only unless `writable` (page granular, as an IOMMU is: the
+   * device can reach the rest of the first and last page too).
+   */
+  mapForDevice(domid: DomId, gpa: GuestPhysAddr, len: number, writable: boolean, device: string): ForeignDeviceMapping;
+  /** Removes a mapping's IOMMU entries; `PV_ERR_INVALID_ARG` for a handle that is not live. */
+  unmapForDevice(handle: MapHandle): void;
+  /** Live device mappings this domain holds (for leak checks after teardown). */
+  liveDeviceMappings(): number;
+}
+
 /** Everything a domain may do to the hypervisor. */
 export interface Hypercalls {
   readonly domid: DomId;
@@ -194,6 +262,8 @@ export interface Hypercalls {
   readonly store: StoreOps;
   /** Counter publishing for monitors, when the hypervisor offers it. */
   readonly monitor?: MonitorOps;
+  /** Other domains' memory, for a privileged domain only (undefined in guests; see `ForeignMemoryOps`). */
+  readonly foreign?: ForeignMemoryOps;
 }
 
 /** Retries `fn` inside a store transaction until it commits (xenstore's EAGAIN loop). */

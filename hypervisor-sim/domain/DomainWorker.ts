@@ -1,9 +1,10 @@
 /**
  * Entry point of every domain thread. The host starts one Worker per domain with this module;
  * it attaches the hypervisor's shared state (own memory, the host-wide grant and event-channel
- * spaces, the store port), builds the `Hypercalls` the program sees, attaches the devices the
- * host handed it (DomainDevices.ts), imports the program module and runs its `main(env)`. The
- * program never sees this file: it only gets a `DomainEnv`.
+ * spaces, the store port), builds the `Hypercalls` the program sees (with `foreign`, other
+ * domains' memory, for the privileged dom0 only: memory/SimForeignOps.ts), attaches the devices
+ * the host handed it (DomainDevices.ts), imports the program module and runs its `main(env)`.
+ * The program never sees this file: it only gets a `DomainEnv`.
  */
 
 import { performance } from 'node:perf_hooks';
@@ -23,6 +24,7 @@ import { type GrantSpaceConfig, GrantTableSpace } from '../grant/GrantTableSpace
 import { SimGrantOps } from '../grant/SimGrantOps.js';
 import { MemoryDirectory } from '../memory/MemoryDirectory.js';
 import { SharedArrayGuestMemory } from '../memory/SharedArrayGuestMemory.js';
+import { SimForeignOps } from '../memory/SimForeignOps.js';
 import { MonitorSpace } from '../monitor/MonitorSpace.js';
 import { SimMonitorOps } from '../monitor/SimMonitorOps.js';
 import { currentTid } from '../monitor/ThreadStat.js';
@@ -127,6 +129,8 @@ async function run(): Promise<void> {
     evtchn,
     store: new StoreClient(data.storePort),
     monitor,
+    // Privileged (dom0) only: a guest's hypercalls carry no way into another guest's memory.
+    foreign: SimForeignOps.forDomain(domid, directory, { devices: devices.iommus, deviceDmaBase: devices.dmaBases }),
   };
   const env: DomainEnv = {
     domid,
