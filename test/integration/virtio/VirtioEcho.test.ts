@@ -1,143 +1,190 @@
+/**
+ * virtio end to end over the virtio-mmio transport: the guest (VirtioEchoGuest.ts, a Worker)
+ * probes the device, negotiates, places its queues in its own memory through the registers and
+ * drives them; the device side here is MmioDevice over the guest's memory map, serving Status and
+ * register writes, draining each queue it was kicked for, echoing every chain and raising the
+ * interrupt only when `publishUsed()` says so. Nothing but the register block and guest memory
+ * is shared: the queue addresses reach the device through QueueDesc/Driver/Device.
+ */
+
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
+import type { IovecList } from '../../../backend/virtio/DescChain.js';
 import { GuestMemoryMap } from '../../../backend/virtio/GuestMemoryMap.js';
-import { SplitDevice } from '../../../backend/virtio/SplitDevice.js';
-import type { GuestPhysAddr } from '../../../protocol/Types.js';
+import { MmioDevice } from '../../../backend/virtio/MmioDevice.js';
+import { guestPhysAddr } from '../../../protocol/Types.js';
 import {
   featureBit,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_VERSION_1,
-  VIRTIO_STATUS_DRIVER_OK,
-  VirtioStatusDevice,
 } from '../../../protocol/virtio/DeviceStatus.js';
-import { splitLayout } from '../../../protocol/virtio/SplitRing.js';
+import { MmioReg } from '../../../protocol/virtio/MmioTransport.js';
 import type { EchoGuestData, EchoGuestResult } from './VirtioEchoGuest.js';
 
 const GUEST = new URL('./VirtioEchoGuest.js', import.meta.url);
 const MEM_BYTES = 1 << 20;
-const QUEUE_BASE = 4096;
 const BUF_BASE = 65536;
 const BUF_BYTES = 256;
+const QUEUE_NUM_MAX = 256;
 
-/**
- * Runs the guest Worker against the device side in this thread until the guest is done: serves
- * Status writes, then (after DRIVER_OK) the queue — pop, echo the readable bytes into the
- * writable ones, publish, interrupt only when `publishUsed()` says so.
- */
 async function run(opts: {
-  qs: number;
+  queues: ReadonlyArray<{ qs: number; base: number }>;
   chains: number;
   offered: bigint;
   wantEventIdx: boolean;
   wantIndirect: boolean;
+  badQueueNums?: number[];
 }) {
   const mem = new SharedArrayBuffer(MEM_BYTES);
-  const bell = new Int32Array(new SharedArrayBuffer(12));
-  const dev = VirtioStatusDevice.create(opts.offered);
+  const map = new GuestMemoryMap([{ gpa: guestPhysAddr(0), size: MEM_BYTES, backing: mem, offset: 0 }]);
+  const dev = new MmioDevice({ offered: opts.offered, memory: map, queues: 2, queueNumMax: QUEUE_NUM_MAX });
   const data: EchoGuestData = {
     mem,
     regs: dev.regs,
-    bell: bell.buffer as SharedArrayBuffer,
-    queueBase: QUEUE_BASE,
-    qs: opts.qs,
+    queues: opts.queues,
     bufBase: BUF_BASE,
     bufBytes: BUF_BYTES,
     chains: opts.chains,
     eventIdx: opts.wantEventIdx,
     indirect: opts.wantIndirect,
+    badQueueNums: opts.badQueueNums ?? [],
   };
   const guest = new Worker(GUEST, { workerData: data });
+  let done: EchoGuestResult | undefined;
   let failed: Error | undefined;
-  const result = new Promise<EchoGuestResult>((resolve, reject) => {
-    guest.once('message', resolve);
-    guest.once('error', (err) => {
-      failed = err;
-      reject(err);
-    });
+  guest.once('message', (m: EchoGuestResult) => {
+    done = m;
   });
-  result.catch(() => undefined);
-  let device: SplitDevice | undefined;
-  let served = 0;
-  let interrupts = 0;
-  let spurious = 0;
-  const list = { v: undefined as ReturnType<SplitDevice['newIovecList']> | undefined };
+  guest.once('error', (err) => {
+    failed = err;
+  });
+  const served = [0, 0];
+  const interrupts = [0, 0];
+  const refused: Array<[number, number, string]> = [];
+  const lists = new Map<number, IovecList>();
   const scratch = new Uint8Array(BUF_BYTES);
-  // ORDERING: seq-cst loads of the guest's done flag; the guest notifies word 0 after setting it.
-  while (Atomics.load(bell, 2) === 0 && failed === undefined) {
-    dev.service();
-    if (device === undefined && (dev.status & VIRTIO_STATUS_DRIVER_OK) !== 0) {
-      const map = new GuestMemoryMap([{ gpa: 0 as GuestPhysAddr, size: MEM_BYTES, backing: mem, offset: 0 }]);
-      device = new SplitDevice(map, {
-        indirectDesc: dev.has(VIRTIO_F_INDIRECT_DESC),
-        eventIdx: dev.has(VIRTIO_F_EVENT_IDX),
-      });
-      const l = splitLayout(opts.qs);
-      device.attach({
-        size: opts.qs,
-        desc: (QUEUE_BASE + l.desc) as GuestPhysAddr,
-        avail: (QUEUE_BASE + l.avail) as GuestPhysAddr,
-        used: (QUEUE_BASE + l.used) as GuestPhysAddr,
-      });
-      list.v = device.newIovecList();
+  while (done === undefined && failed === undefined) {
+    // The snapshot comes first: a write or kick after it moves the doorbell and the wait returns.
+    const bell = dev.doorbell();
+    for (let out = dev.service(); out !== undefined; out = dev.service()) {
+      const r = out.reg;
+      if (r?.error !== undefined) refused.push([r.reg, r.value, r.error.code]);
     }
-    // ORDERING: the kick count is read before looking at the ring, so a kick after the look wakes us.
-    const kicks = Atomics.load(bell, 0);
     let any = false;
-    if (device !== undefined && list.v !== undefined) {
-      for (let head = device.pop(list.v); head >= 0; head = device.pop(list.v)) {
-        const n = list.v.read(0, scratch, 0, list.v.readableBytes);
-        const w = list.v.write(0, scratch, 0, n);
-        device.addUsed(head, w);
-        served++;
-        any = true;
+    for (const q of dev.kicked()) {
+      const sd = dev.queue(q);
+      if (sd === undefined) continue;
+      let list = lists.get(q);
+      if (list === undefined || list.capacity !== 2 * sd.size) {
+        list = sd.newIovecList();
+        lists.set(q, list);
       }
-      if (any && device.publishUsed()) {
-        interrupts++;
-        // ORDERING: seq-cst add then notify: the guest sleeps on this word.
-        Atomics.add(bell, 1, 1);
-        Atomics.notify(bell, 1);
+      // Drain until empty: with EVENT_IDX the empty pop re-arms avail_event, so the next publish kicks.
+      let popped = 0;
+      for (let head = sd.pop(list); head >= 0; head = sd.pop(list)) {
+        const n = list.read(0, scratch, 0, list.readableBytes);
+        sd.addUsed(head, list.write(0, scratch, 0, n));
+        popped++;
+      }
+      served[q] += popped;
+      if (popped > 0) {
+        any = true;
+        if (sd.publishUsed()) {
+          interrupts[q]++;
+          dev.interrupt(q);
+        }
       }
     }
     if (!any) {
-      // Sleep until a kick or a Status write; a wake with nothing to do is a spurious kick.
-      if (Atomics.wait(bell, 0, kicks, 50) === 'ok' && device !== undefined) spurious++;
+      dev.waitDoorbell(bell, 20);
       await new Promise<void>((r) => setImmediate(r));
     }
   }
-  const r = await result;
   await guest.terminate();
-  return { ...r, served, interrupts, spurious, device: device as SplitDevice };
+  if (failed !== undefined) throw failed;
+  const r = done as EchoGuestResult;
+  return { ...r, served, interrupts, refused, dev };
 }
 
 const ALL = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_EVENT_IDX) | featureBit(VIRTIO_F_INDIRECT_DESC);
 
-describe('virtio end to end: the guest driver in a Worker, the device in the driver domain, one guest memory', function () {
+describe('virtio end to end over virtio-mmio: the guest driver in a Worker, the device in the driver domain, one guest memory', function () {
   this.timeout(60_000);
 
   it('every chain comes back exactly once with its bytes echoed (EVENT_IDX and indirect tables negotiated)', async () => {
-    const r = await run({ qs: 64, chains: 5000, offered: ALL, wantEventIdx: true, wantIndirect: true });
-    assert.equal(BigInt(`0x${r.negotiated}`), ALL);
-    assert.equal(r.completed, 5000);
-    assert.equal(r.served, 5000);
+    const r = await run({
+      queues: [{ qs: 64, base: 4096 }],
+      chains: 5000,
+      offered: ALL,
+      wantEventIdx: true,
+      wantIndirect: true,
+    });
+    assert.equal(r.negotiated, ALL);
+    assert.equal(r.dev.negotiated, ALL);
+    assert.deepEqual(r.completed, [5000]);
+    assert.deepEqual(r.distinct, [5000]);
+    assert.deepEqual(r.served, [5000, 0]);
     assert.equal(r.badData, 0);
-    assert.equal(r.device.broken, false);
+    assert.equal(r.dev.queue(0)?.broken, false);
+    assert.equal(r.dev.live, true);
     // Notification suppression did something: fewer kicks and interrupts than chains.
-    assert.ok(r.kicks < 5000, `kicks ${r.kicks}`);
-    assert.ok(r.interrupts < 5000, `interrupts ${r.interrupts}`);
+    assert.ok(r.kicks[0] < 5000, `kicks ${r.kicks[0]}`);
+    assert.ok(r.interrupts[0] < 5000, `interrupts ${r.interrupts[0]}`);
   });
 
   it('a device that does not offer EVENT_IDX or indirect gets neither, and every chain still comes back through the flag-word hints', async () => {
     const r = await run({
-      qs: 16,
+      queues: [{ qs: 16, base: 4096 }],
       chains: 2000,
       offered: featureBit(VIRTIO_F_VERSION_1),
       wantEventIdx: true,
       wantIndirect: true,
     });
-    assert.equal(BigInt(`0x${r.negotiated}`), featureBit(VIRTIO_F_VERSION_1));
-    assert.equal(r.completed, 2000);
-    assert.equal(r.served, 2000);
+    assert.equal(r.negotiated, featureBit(VIRTIO_F_VERSION_1));
+    assert.deepEqual(r.completed, [2000]);
+    assert.deepEqual(r.distinct, [2000]);
+    assert.deepEqual(r.served, [2000, 0]);
+    assert.equal(r.badData, 0);
+  });
+
+  it('two queues of different sizes are kicked, served and interrupted independently; no chain crosses queues', async () => {
+    const r = await run({
+      queues: [
+        { qs: 32, base: 4096 },
+        { qs: 16, base: 16384 },
+      ],
+      chains: 3000,
+      offered: ALL,
+      wantEventIdx: true,
+      wantIndirect: true,
+    });
+    assert.deepEqual(r.completed, [3000, 3000]);
+    assert.deepEqual(r.distinct, [3000, 3000]);
+    assert.deepEqual(r.served, [3000, 3000], 'each chain was popped from the queue it was posted on');
+    assert.equal(r.badData, 0, 'the per-queue patterns came back on their own queue');
+    assert.ok(r.kicks[0] > 0 && r.kicks[1] > 0, `kicks ${r.kicks}`);
+    assert.deepEqual([r.dev.queue(0)?.size, r.dev.queue(1)?.size], [32, 16]);
+  });
+
+  it('a guest whose QueueNum is refused (not a power of two, above QueueNumMax) sees the refusal and sets a good one', async () => {
+    const r = await run({
+      queues: [{ qs: 8, base: 4096 }],
+      chains: 500,
+      offered: ALL,
+      wantEventIdx: false,
+      wantIndirect: false,
+      badQueueNums: [3, 2 * QUEUE_NUM_MAX],
+    });
+    assert.deepEqual(r.badQueueNum, ['PV_ERR_VIRTQ_LAYOUT', 'PV_ERR_VIRTQ_LAYOUT']);
+    assert.deepEqual(r.refused, [
+      [MmioReg.QUEUE_NUM, 3, 'PV_ERR_VIRTQ_LAYOUT'],
+      [MmioReg.QUEUE_NUM, 2 * QUEUE_NUM_MAX, 'PV_ERR_VIRTQ_LAYOUT'],
+    ]);
+    assert.equal(r.negotiated, featureBit(VIRTIO_F_VERSION_1));
+    assert.equal(r.dev.queue(0)?.size, 8);
+    assert.deepEqual(r.completed, [500]);
+    assert.deepEqual(r.distinct, [500]);
     assert.equal(r.badData, 0);
   });
 });
