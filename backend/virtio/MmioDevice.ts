@@ -181,8 +181,12 @@ export class MmioDevice {
     Atomics.wait(this._w, MmioWord.DOORBELL, seen, timeoutMs);
   }
 
-  /** Handles the pending Status and register writes, if any; checks for broken queues. */
+  /** Checks for broken queues, then handles the pending Status and register writes, if any. */
   service(): MmioServiceResult | undefined {
+    // A queue that broke since the last call makes the device need a reset BEFORE it looks at
+    // the driver's writes: otherwise a QueueReady 0 posted meanwhile would detach the broken
+    // queue first and the device would never report DEVICE_NEEDS_RESET (§2.1.2).
+    this._checkBroken();
     const status = this._status.service();
     if (status !== undefined && status.error === undefined && status.written === 0) this._reset();
     const reg = this._serviceReg();

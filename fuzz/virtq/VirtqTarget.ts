@@ -10,7 +10,11 @@
  *  - garbage: random and edge values in every descriptor, table, ring entry and index;
  *  - mutator: valid chains while the mutator Worker rewrites the descriptor table, avail ring
  *    and indirect tables under the device (XSA-155);
- *  - spurious: a kick with nothing published.
+ *  - spurious: a kick with nothing published;
+ *  - mmio: a fresh virtio-mmio device (backend/virtio/MmioDevice.ts) whose register block the
+ *    adversary drives with raw posted writes — hostile status, feature and queue-config
+ *    sequences, bursts, kicks, and well-formed setups followed by chains (MmioCases.ts; checks
+ *    and `virtq/mmio:*` signatures in MmioLoop.ts, the oracle in MmioModel.ts).
  * The honest guest (VirtqHonest.ts) posts chains on its own queue every case, served in the same
  * loop. Invariants per case (signatures):
  *  - the device throws nothing but VirtioError (`virtq/device:threw`); a refusal breaks the queue
@@ -26,6 +30,7 @@
  */
 
 import type { GuestMemoryMap } from '../../backend/virtio/GuestMemoryMap.js';
+import { MmioDevice } from '../../backend/virtio/MmioDevice.js';
 import { SplitDevice, type SplitFeatures } from '../../backend/virtio/SplitDevice.js';
 import { PvError, VirtioError } from '../../protocol/errors.js';
 import { descTableBytes, usedRingBytes } from '../../protocol/virtio/SplitRing.js';
@@ -38,6 +43,7 @@ import { ADV_BYTES, ADV_QUEUE, ADV_REGIONS, ADV_SIZES, ADV_TABLE_AREAS } from '.
 import { EchoServer } from './EchoServer.js';
 import { GuestQueue } from './GuestQueue.js';
 import { GuestRam } from './GuestRam.js';
+import { type MmioCaseResult, MmioCases, type MmioDeviceClass } from './MmioCases.js';
 import { RecordingMap } from './RecordingMap.js';
 import { HonestGuest } from './VirtqHonest.js';
 
@@ -47,6 +53,10 @@ export interface VirtqTargetOptions {
   readonly mutator?: boolean;
   /** A map to put under the adversary's recorder (tests: a faulty map proves the checks fire). */
   readonly innerMap?: (ram: GuestRam) => GuestMemoryMap;
+  /** The virtio-mmio device class of the `mmio` kind (tests: a deliberately faulty subclass). */
+  readonly mmioDevice?: MmioDeviceClass;
+  /** The case mix as [kind, weight] (default KINDS; tests narrow it to one kind). */
+  readonly kinds?: ReadonlyArray<readonly [string, number]>;
 }
 
 const KINDS: ReadonlyArray<[string, number]> = [
@@ -54,6 +64,7 @@ const KINDS: ReadonlyArray<[string, number]> = [
   ['garbage', 28],
   ['mutator', 8],
   ['spurious', 4],
+  ['mmio', 10],
 ];
 
 /** One case's adversary: its queue, device and echo server. */
@@ -73,6 +84,7 @@ export class VirtqTarget implements FuzzTarget {
   private _map: RecordingMap | undefined;
   private _honest: HonestGuest | undefined;
   private _mutator: Mutator | undefined;
+  private _mmio: MmioCases | undefined;
 
   constructor(private readonly _opts: VirtqTargetOptions = {}) {}
 
@@ -83,15 +95,18 @@ export class VirtqTarget implements FuzzTarget {
     this._map = new RecordingMap(ram, 'adversary', this._opts.innerMap?.(ram));
     this._honest = new HonestGuest(seed ^ 0x5eed);
     if (this._opts.mutator ?? true) this._mutator = Mutator.start(ram.sab);
+    const serveHonest = () => void this._honest?.server.serveOne();
+    this._mmio = new MmioCases(ram, this._map, this._opts.mmioDevice ?? MmioDevice, this.stats, serveHonest);
   }
 
   async runCase(rng: Rng, caseSeed: number): Promise<CaseResult> {
     const ram = this._ram as GuestRam;
     const honest = this._honest as HonestGuest;
-    const kind = pickWeighted(rng, KINDS);
+    const kind = pickWeighted(rng, this._opts.kinds ?? KINDS);
     const defect: Defect | undefined = kind === 'structured' && rng.chance(0.85) ? rng.pick(DEFECTS) : undefined;
     this.lastKind = defect ? `${kind}/${defect}` : kind;
     this.stats[kind] = (this.stats[kind] ?? 0) + 1;
+    if (kind === 'mmio') return this._mmioCase(rng);
     const qs = rng.pick(ADV_SIZES);
     const f: SplitFeatures = featuresFor(rng, defect);
     // Random bytes everywhere (the queue areas are zeroed by init): an echo over equal bytes would hide a write.
@@ -160,6 +175,29 @@ export class VirtqTarget implements FuzzTarget {
     const hole = this._ram?.checkHoles() ?? -1;
     if (hole >= 0) v.push({ signature: 'virtq/memory:outside-write', detail: `adversary: backing byte ${hole}` });
     return v;
+  }
+
+  /** An `mmio` case (MmioCases.ts): the honest guest is served in its device loop, then drained. */
+  private _mmioCase(rng: Rng): CaseResult {
+    const honest = this._honest as HonestGuest;
+    const honestPosted = honest.post(rng);
+    this.stats.honestChains += honestPosted;
+    const v: Violation[] = [];
+    let r: MmioCaseResult | undefined;
+    try {
+      r = (this._mmio as MmioCases).run(rng);
+      // A short hostile plan may end before every honest chain had its round.
+      for (let i = 0; i < 8; i++) if (honest.server.serveOne() < 0) break;
+    } catch (err) {
+      // MmioLoop catches what the device throws; anything here escaped it (a faulty device class).
+      v.push({
+        signature: 'virtq/mmio:threw',
+        detail: err instanceof Error ? (err.stack ?? err.message) : String(err),
+      });
+    }
+    this.lastKind = `mmio/${r?.plan ?? 'threw'}`;
+    v.push(...(r?.violations ?? []), ...honest.check());
+    return { requests: r?.requests ?? 0, honest: honestPosted, violations: v };
   }
 
   /** Serves both queues in one loop (as one device side would), at most `limit` rounds. */

@@ -202,6 +202,23 @@ describe('virtio-mmio device: refused queue-config writes', () => {
 });
 
 describe('virtio-mmio device: DEVICE_NEEDS_RESET, FAILED and reset', () => {
+  it('a queue that broke is reported (NEEDS_RESET) even when the driver posted QueueReady 0 before the device looked', () => {
+    // Found by `pvio fuzz --backend virtq` (mmio cases): service() used to apply the posted
+    // QueueReady 0 first, detaching the broken queue, and then found nothing broken.
+    const t = rig();
+    t.toSetup();
+    assert.equal(t.place(0, 16, 0), 'ok');
+    assert.equal(t.status(ACK | DRV | FOK | OK), 'ok');
+    const q = t.dev.queue(0);
+    assert.ok(q !== undefined);
+    new Uint16Array(t.mem)[(splitLayout(16).avail + AvailOffset.IDX) >> 1] = 100;
+    assert.throws(() => q.pop(q.newIovecList()), { code: 'PV_ERR_VIRTQ_AVAIL_IDX' });
+    assert.equal(t.write(R.QUEUE_READY, 0), 'PV_ERR_VIRTIO_NEEDS_RESET');
+    assert.equal(t.drv.status() & NR, NR);
+    assert.equal(t.drv.read(R.INTERRUPT_STATUS), VIRTIO_MMIO_INT_CONFIG);
+    assert.equal(t.dev.queue(0), q, 'the broken queue stays until a reset');
+  });
+
   it('a broken queue sets DEVICE_NEEDS_RESET with a config interrupt; then every queue write is refused until a reset', () => {
     const t = rig();
     t.toSetup();

@@ -64,7 +64,16 @@ describe('virtq fuzz target: properties over the real device side', function () 
       [],
     );
     const c = r.counters ?? {};
-    for (const k of ['structured', 'garbage', 'mutator', 'spurious', 'recovered', 'honestCompleted', 'mutatorWrites']) {
+    for (const k of [
+      'structured',
+      'garbage',
+      'mutator',
+      'spurious',
+      'mmio',
+      'recovered',
+      'honestCompleted',
+      'mutatorWrites',
+    ]) {
       assert.ok((c[k] ?? 0) > 0, `counter ${k} is ${c[k]}`);
     }
     for (const code of [
