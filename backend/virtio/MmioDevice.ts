@@ -17,6 +17,14 @@
  *    → PV_ERR_VIRTQ_LAYOUT, and the queue stays not ready.
  * QueueReady 0 detaches a queue in any phase. InterruptACK clears the bits it names.
  *
+ * Packed queues (VIRTIO_F_RING_PACKED, bit 34, §2.8): offered when the caller's `offered` mask
+ * holds the bit, which the device allows unless built with `ringPacked: false` (a split-only
+ * device then refuses the bit with PV_ERR_NOT_SUPPORTED). Once it is negotiated every queue is
+ * packed: QueueNum is any value in 1..QueueNumMax (no power-of-two rule), QueueDesc/Driver/Device
+ * are the descriptor ring / driver event suppression / device event suppression (aligned 16/4/4,
+ * PackedRing.ts), and QueueReady 1 attaches a PackedDevice. `queue(q)` returns split queues only
+ * (its callers use SplitDevice's type), `packedQueue(q)` packed ones, `virtq(q)` either.
+ *
  * A Status write of 0 (reset, handled by VirtioStatusDevice) detaches every queue, forgets every
  * queue config and clears InterruptStatus. A queue whose SplitDevice broke (a fatal guest
  * violation) makes `service()` set DEVICE_NEEDS_RESET and raise the configuration interrupt, as
@@ -54,6 +62,11 @@ import {
   VIRTIO_MMIO_VERSION,
 } from '../../protocol/virtio/MmioTransport.js';
 import {
+  VIRTQ_PACKED_ALIGN,
+  VIRTQ_PACKED_DESC_BYTES,
+  VIRTQ_PACKED_EVENT_BYTES,
+} from '../../protocol/virtio/PackedRing.js';
+import {
   availRingBytes,
   checkQueueSize,
   descTableBytes,
@@ -61,12 +74,15 @@ import {
   VIRTQ_ALIGN,
 } from '../../protocol/virtio/SplitRing.js';
 import type { GuestMemoryMap } from './GuestMemoryMap.js';
+import { PackedDevice } from './PackedDevice.js';
 import { SplitDevice } from './SplitDevice.js';
 
 /** How the device is built. */
 export interface MmioDeviceOptions {
-  /** Features offered (VERSION_1 required; RING_PACKED refused: this device serves split queues). */
+  /** Features offered (VERSION_1 required; RING_PACKED allowed unless `ringPacked` is false). */
   readonly offered: bigint;
+  /** May `offered` hold VIRTIO_F_RING_PACKED (default true)? False makes a split-only device. */
+  readonly ringPacked?: boolean;
   /** The guest's memory, through which every queue address is translated. */
   readonly memory: GuestMemoryMap;
   /** Queues the device has, 1..8 (default 8). */
@@ -95,13 +111,13 @@ interface QueueConfig {
   num: number;
   /** Low/High halves as accepted: desc, driver (avail), device (used). */
   readonly addr: Uint32Array;
-  dev: SplitDevice | undefined;
+  dev: SplitDevice | PackedDevice | undefined;
 }
 
 const ADDR_REGS = [
-  [MmioReg.QUEUE_DESC_LOW, MmioReg.QUEUE_DESC_HIGH, VIRTQ_ALIGN.desc],
-  [MmioReg.QUEUE_DRIVER_LOW, MmioReg.QUEUE_DRIVER_HIGH, VIRTQ_ALIGN.avail],
-  [MmioReg.QUEUE_DEVICE_LOW, MmioReg.QUEUE_DEVICE_HIGH, VIRTQ_ALIGN.used],
+  [MmioReg.QUEUE_DESC_LOW, MmioReg.QUEUE_DESC_HIGH, VIRTQ_ALIGN.desc, VIRTQ_PACKED_ALIGN.desc],
+  [MmioReg.QUEUE_DRIVER_LOW, MmioReg.QUEUE_DRIVER_HIGH, VIRTQ_ALIGN.avail, VIRTQ_PACKED_ALIGN.driverEvent],
+  [MmioReg.QUEUE_DEVICE_LOW, MmioReg.QUEUE_DEVICE_HIGH, VIRTQ_ALIGN.used, VIRTQ_PACKED_ALIGN.deviceEvent],
 ] as const;
 /** A High half at or above this puts the address past Number.MAX_SAFE_INTEGER. */
 const UNSAFE_HI = 0x200000;
@@ -128,8 +144,8 @@ export class MmioDevice {
       throw pvError('PV_ERR_INVALID_ARG', `a device has 1..${MMIO_MAX_QUEUES} queues, got ${queues}`);
     }
     checkQueueSize(max);
-    if ((opts.offered & featureBit(VIRTIO_F_RING_PACKED)) !== 0n) {
-      throw pvError('PV_ERR_NOT_SUPPORTED', 'the mmio device serves split virtqueues only');
+    if (opts.ringPacked === false && (opts.offered & featureBit(VIRTIO_F_RING_PACKED)) !== 0n) {
+      throw pvError('PV_ERR_NOT_SUPPORTED', 'this mmio device was built to serve split virtqueues only');
     }
     this.regs = new SharedArrayBuffer(MMIO_REG_BYTES);
     this._status = new VirtioStatusDevice(this.regs, opts.offered);
@@ -164,8 +180,20 @@ export class MmioDevice {
     return this._status.has(bit);
   }
 
-  /** The SplitDevice of queue `q` if it is ready, else undefined. */
+  /** The SplitDevice of queue `q` if it is ready and split, else undefined. */
   queue(q: number): SplitDevice | undefined {
+    const dev = this._queues[q]?.dev;
+    return dev instanceof SplitDevice ? dev : undefined;
+  }
+
+  /** The PackedDevice of queue `q` if it is ready and packed, else undefined. */
+  packedQueue(q: number): PackedDevice | undefined {
+    const dev = this._queues[q]?.dev;
+    return dev instanceof PackedDevice ? dev : undefined;
+  }
+
+  /** The device side of queue `q` (split or packed) if it is ready, else undefined. */
+  virtq(q: number): SplitDevice | PackedDevice | undefined {
     return this._queues[q]?.dev;
   }
 
@@ -296,8 +324,12 @@ export class MmioDevice {
     if (q.dev !== undefined) {
       throw pvError('PV_ERR_VIRTIO_STATUS', `queue ${this._sel} is ready: write QueueReady 0 first`);
     }
+    const packed = this._status.has(VIRTIO_F_RING_PACKED);
     if (reg === MmioReg.QUEUE_NUM) {
-      if (v === 0 || v > this.queueNumMax || (v & (v - 1)) !== 0) {
+      if (packed && (v === 0 || v > this.queueNumMax)) {
+        throw pvError('PV_ERR_VIRTQ_LAYOUT', `QueueNum ${v} is not in 1..QueueNumMax ${this.queueNumMax}`);
+      }
+      if (!packed && (v === 0 || v > this.queueNumMax || (v & (v - 1)) !== 0)) {
         throw pvError('PV_ERR_VIRTQ_LAYOUT', `QueueNum ${v} is not a power of two ≤ QueueNumMax ${this.queueNumMax}`);
       }
       q.num = v;
@@ -309,7 +341,8 @@ export class MmioDevice {
       return;
     }
     for (let a = 0; a < ADDR_REGS.length; a++) {
-      const [lo, hi, align] = ADDR_REGS[a];
+      const [lo, hi, splitAlign, packedAlign] = ADDR_REGS[a];
+      const align = packed ? packedAlign : splitAlign;
       if (reg === lo) {
         if (v % align !== 0) {
           throw pvError('PV_ERR_VIRTQ_LAYOUT', `register 0x${reg.toString(16)}: ${v} not ${align}-aligned`);
@@ -327,26 +360,39 @@ export class MmioDevice {
     }
   }
 
-  /** QueueReady 1: attaches a SplitDevice if the config is complete and clear of every other ready queue. */
+  /** QueueReady 1: attaches a Split/PackedDevice if the config is complete and clear of every other ready queue. */
   private _attach(q: QueueConfig): void {
     if (q.num === 0) throw pvError('PV_ERR_VIRTQ_LAYOUT', `queue ${this._sel} has no QueueNum`);
     // INVARIANT: every half passed the checks in _apply, so each address is a safe, aligned integer.
-    const mine = spans(q);
+    const packed = this._status.has(VIRTIO_F_RING_PACKED);
+    const mine = spans(q, packed);
     for (const other of this._queues) {
       if (other === q || other.dev === undefined) continue;
       for (const [a, al] of mine) {
-        for (const [b, bl] of spans(other)) {
+        for (const [b, bl] of spans(other, packed)) {
           if (a < b + bl && b < a + al) {
             throw pvError('PV_ERR_VIRTQ_LAYOUT', `queue ${this._sel} overlaps another ready queue`);
           }
         }
       }
     }
-    const dev = new SplitDevice(this._mem, {
+    const features = {
       indirectDesc: this._status.has(VIRTIO_F_INDIRECT_DESC),
       eventIdx: this._status.has(VIRTIO_F_EVENT_IDX),
-    });
+    };
     const [[desc], [avail], [used]] = mine;
+    if (packed) {
+      const pd = new PackedDevice(this._mem, features);
+      pd.attach({
+        size: q.num,
+        desc: desc as GuestPhysAddr,
+        driverEvent: avail as GuestPhysAddr,
+        deviceEvent: used as GuestPhysAddr,
+      });
+      q.dev = pd;
+      return;
+    }
+    const dev = new SplitDevice(this._mem, features);
     dev.attach({
       size: q.num,
       desc: desc as GuestPhysAddr,
@@ -400,9 +446,16 @@ export class MmioDevice {
   }
 }
 
-/** The three areas (desc, avail, used) of a queue's accepted config as [gpa, bytes]. */
-function spans(q: QueueConfig): Array<[number, number]> {
+/** The three areas (desc, driver, device) of a queue's accepted config as [gpa, bytes]. */
+function spans(q: QueueConfig, packed: boolean): Array<[number, number]> {
   const qs = q.num;
+  if (packed) {
+    return [
+      [joinAddr(q.addr[0], q.addr[1]), VIRTQ_PACKED_DESC_BYTES * qs],
+      [joinAddr(q.addr[2], q.addr[3]), VIRTQ_PACKED_EVENT_BYTES],
+      [joinAddr(q.addr[4], q.addr[5]), VIRTQ_PACKED_EVENT_BYTES],
+    ];
+  }
   return [
     [joinAddr(q.addr[0], q.addr[1]), descTableBytes(qs)],
     [joinAddr(q.addr[2], q.addr[3]), availRingBytes(qs)],

@@ -14,12 +14,14 @@
  */
 
 import { codeFromStatus, type ErrorCode, pvError } from '../../protocol/errors.js';
+import type { GuestPhysAddr } from '../../protocol/Types.js';
 import {
   featureBit,
   registerWords,
   StatusWord,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_STATUS_ACKNOWLEDGE,
   VIRTIO_STATUS_DRIVER,
@@ -38,7 +40,23 @@ import {
   VIRTIO_MMIO_VERSION,
 } from '../../protocol/virtio/MmioTransport.js';
 import { type StatusWriteResult, VirtioStatusDriver } from '../../protocol/virtio/StatusDriver.js';
-import { SplitDriver } from './SplitDriver.js';
+import { PackedDriver } from './PackedDriver.js';
+import { SplitDriver, type UsedBuffer, type VirtqBuffer } from './SplitDriver.js';
+
+/** What SplitDriver and PackedDriver share: the queue API a transport user drives. */
+export interface VirtqDriver<T> {
+  readonly size: number;
+  readonly base: number;
+  readonly eventIdx: boolean;
+  readonly indirect: boolean;
+  readonly numFree: number;
+  readonly inFlight: number;
+  addChain(readable: readonly VirtqBuffer[], writable: readonly VirtqBuffer[], token: T, table?: GuestPhysAddr): number;
+  publish(): boolean;
+  getUsed(): UsedBuffer<T> | undefined;
+  enableInterrupts(): boolean;
+  disableInterrupts(): void;
+}
 
 const TWO_32 = 2 ** 32;
 
@@ -155,31 +173,40 @@ export class MmioDriver {
   }
 
   /**
-   * §4.2.3.2: places a split queue of `qs` entries at guest-physical `memBase` (16-aligned, the
-   * SplitDriver's contiguous layout) and makes queue `index` ready. Throws the device's code on a
-   * refusal (the queue is then not ready; the driver may retry).
+   * §4.2.3.2: places a queue of `qs` entries at guest-physical `memBase` (16-aligned, the
+   * driver's contiguous layout) and makes queue `index` ready: a PackedDriver when
+   * VIRTIO_F_RING_PACKED was negotiated (QueueDriver/QueueDevice = the two event suppression
+   * structures), else a SplitDriver. Throws the device's code on a refusal (the queue is then not
+   * ready; the driver may retry).
    */
-  setupQueue<T>(index: number, qs: number, memBase: number): SplitDriver<T> {
+  setupQueue<T>(index: number, qs: number, memBase: number): VirtqDriver<T> {
     if ((this.status() & VIRTIO_STATUS_FEATURES_OK) === 0 || this._negotiated === 0n) {
       throw pvError('PV_ERR_VIRTIO_STATUS', 'queues are set up after FEATURES_OK');
     }
     if (!Number.isInteger(index) || index < 0 || index >= MMIO_MAX_QUEUES) {
       throw pvError('PV_ERR_INVALID_ARG', `queue index ${index} not in [0, ${MMIO_MAX_QUEUES})`);
     }
-    // SplitDriver checks qs and placement, and zeroes its areas before the device may look.
-    const drv = new SplitDriver<T>(this._mem, memBase, qs, {
+    // The driver checks qs and placement, and zeroes its areas before the device may look.
+    const opts = {
       eventIdx: (this._negotiated & featureBit(VIRTIO_F_EVENT_IDX)) !== 0n,
       indirect: (this._negotiated & featureBit(VIRTIO_F_INDIRECT_DESC)) !== 0n,
-    });
+    };
+    const packed = (this._negotiated & featureBit(VIRTIO_F_RING_PACKED)) !== 0n;
+    const drv = packed
+      ? new PackedDriver<T>(this._mem, memBase, qs, opts)
+      : new SplitDriver<T>(this._mem, memBase, qs, opts);
     this._must(MmioReg.QUEUE_SEL, index);
     if (this.read(MmioReg.QUEUE_READY) !== 0) throw pvError('PV_ERR_VIRTIO_STATUS', `queue ${index} is in use`);
     const max = this.read(MmioReg.QUEUE_NUM_MAX);
     if (qs > max) throw pvError('PV_ERR_VIRTQ_LAYOUT', `queue ${index}: size ${qs} > QueueNumMax ${max}`);
     this._must(MmioReg.QUEUE_NUM, qs);
-    const l = drv.layout;
-    this._addr(MmioReg.QUEUE_DESC_LOW, MmioReg.QUEUE_DESC_HIGH, memBase + l.desc);
-    this._addr(MmioReg.QUEUE_DRIVER_LOW, MmioReg.QUEUE_DRIVER_HIGH, memBase + l.avail);
-    this._addr(MmioReg.QUEUE_DEVICE_LOW, MmioReg.QUEUE_DEVICE_HIGH, memBase + l.used);
+    const [desc, driver, device] =
+      drv instanceof PackedDriver
+        ? [drv.layout.desc, drv.layout.driverEvent, drv.layout.deviceEvent]
+        : [drv.layout.desc, drv.layout.avail, drv.layout.used];
+    this._addr(MmioReg.QUEUE_DESC_LOW, MmioReg.QUEUE_DESC_HIGH, memBase + desc);
+    this._addr(MmioReg.QUEUE_DRIVER_LOW, MmioReg.QUEUE_DRIVER_HIGH, memBase + driver);
+    this._addr(MmioReg.QUEUE_DEVICE_LOW, MmioReg.QUEUE_DEVICE_HIGH, memBase + device);
     this._must(MmioReg.QUEUE_READY, 1);
     return drv;
   }
@@ -194,7 +221,7 @@ export class MmioDriver {
     this.writeStatus(this.status() | VIRTIO_STATUS_FAILED);
   }
 
-  /** QueueNotify for queue `q`: call only when SplitDriver.publish() returned true. */
+  /** QueueNotify for queue `q`: call only when the queue's publish() returned true. */
   notify(q: number): void {
     if (!Number.isInteger(q) || q < 0 || q >= MMIO_MAX_QUEUES) throw pvError('PV_ERR_INVALID_ARG', `queue ${q}`);
     // ORDERING: seq-cst RMW after publish()'s avail.idx store; the device loads the counter, then avail.idx.

@@ -11,6 +11,8 @@
  *  - mutator: valid chains while the mutator Worker rewrites the descriptor table, avail ring
  *    and indirect tables under the device (XSA-155);
  *  - spurious: a kick with nothing published;
+ *  - packed: a fresh packed queue served by PackedDevice, with structured defects and garbage
+ *    (PackedCases.ts: same invariants, `virtq/packed:*` signatures);
  *  - mmio: a fresh virtio-mmio device (backend/virtio/MmioDevice.ts) whose register block the
  *    adversary drives with raw posted writes — hostile status, feature and queue-config
  *    sequences, bursts, kicks, and well-formed setups followed by chains (MmioCases.ts; checks
@@ -44,6 +46,7 @@ import { EchoServer } from './EchoServer.js';
 import { GuestQueue } from './GuestQueue.js';
 import { GuestRam } from './GuestRam.js';
 import { type MmioCaseResult, MmioCases, type MmioDeviceClass } from './MmioCases.js';
+import { packedCase } from './PackedCases.js';
 import { RecordingMap } from './RecordingMap.js';
 import { HonestGuest } from './VirtqHonest.js';
 
@@ -65,6 +68,7 @@ const KINDS: ReadonlyArray<[string, number]> = [
   ['mutator', 8],
   ['spurious', 4],
   ['mmio', 10],
+  ['packed', 12],
 ];
 
 /** One case's adversary: its queue, device and echo server. */
@@ -107,6 +111,7 @@ export class VirtqTarget implements FuzzTarget {
     this.lastKind = defect ? `${kind}/${defect}` : kind;
     this.stats[kind] = (this.stats[kind] ?? 0) + 1;
     if (kind === 'mmio') return this._mmioCase(rng);
+    if (kind === 'packed') return this._packedCase(rng);
     const qs = rng.pick(ADV_SIZES);
     const f: SplitFeatures = featuresFor(rng, defect);
     // Random bytes everywhere (the queue areas are zeroed by init): an echo over equal bytes would hide a write.
@@ -198,6 +203,23 @@ export class VirtqTarget implements FuzzTarget {
     this.lastKind = `mmio/${r?.plan ?? 'threw'}`;
     v.push(...(r?.violations ?? []), ...honest.check());
     return { requests: r?.requests ?? 0, honest: honestPosted, violations: v };
+  }
+
+  /** A `packed` case (PackedCases.ts), then the honest guest's round. */
+  private _packedCase(rng: Rng): CaseResult {
+    const honest = this._honest as HonestGuest;
+    const honestPosted = honest.post(rng);
+    this.stats.honestChains += honestPosted;
+    const r = packedCase(this._ram as GuestRam, this._map as RecordingMap, rng, this.stats);
+    this.lastKind = r.kind;
+    const v: Violation[] = [...r.violations];
+    try {
+      for (let i = 0; i < 2 * honestPosted + 8; i++) if (honest.server.serveOne() < 0) break;
+    } catch (err) {
+      v.push({ signature: 'virtq/honest:device-threw', detail: String(err) });
+    }
+    v.push(...honest.check());
+    return { requests: r.requests, honest: honestPosted, violations: v };
   }
 
   /** Serves both queues in one loop (as one device side would), at most `limit` rounds. */

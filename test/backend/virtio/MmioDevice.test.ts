@@ -36,11 +36,11 @@ import { VirtioStatusDriver } from '../../../protocol/virtio/StatusDriver.js';
 const MEM = 1 << 16;
 const V1 = featureBit(VIRTIO_F_VERSION_1);
 
-function rig(opts: { queues?: number; max?: number } = {}) {
+function rig(opts: { queues?: number; max?: number; offered?: bigint; features?: bigint } = {}) {
   const mem = new SharedArrayBuffer(MEM);
   const map = new GuestMemoryMap([{ gpa: guestPhysAddr(0), size: MEM, backing: mem, offset: 0 }]);
   const dev = new MmioDevice({
-    offered: V1 | featureBit(VIRTIO_F_EVENT_IDX),
+    offered: opts.offered ?? V1 | featureBit(VIRTIO_F_EVENT_IDX),
     memory: map,
     queues: opts.queues ?? 4,
     queueNumMax: opts.max ?? 256,
@@ -66,7 +66,7 @@ function rig(opts: { queues?: number; max?: number } = {}) {
   /** Reset → ACK → DRIVER → VERSION_1 → FEATURES_OK: the queue setup phase. */
   const toSetup = () => {
     for (const v of [0, ACK, ACK | DRV]) assert.equal(status(v), 'ok');
-    sd.writeDriverFeatures(V1);
+    sd.writeDriverFeatures(opts.features ?? V1);
     assert.equal(status(ACK | DRV | FOK), 'ok');
   };
   /** A whole valid queue config at `base` for the selected queue; returns QueueReady's verdict. */
@@ -332,14 +332,73 @@ describe('virtio-mmio device: kicks and interrupts', () => {
     assert.equal(t.drv.waitInterrupt(0), 0, 'nothing pending: returns 0 at the timeout');
   });
 
-  it('the device refuses to offer packed rings or a bad queue count / QueueNumMax', () => {
+  it('a split-only device (ringPacked: false) refuses to offer packed rings; so do a bad queue count / QueueNumMax', () => {
     const map = new GuestMemoryMap([
       { gpa: guestPhysAddr(0), size: 64, backing: new SharedArrayBuffer(64), offset: 0 },
     ]);
     const mk = (o: object) => () => new MmioDevice({ offered: V1, memory: map, ...o });
-    assert.throws(mk({ offered: V1 | featureBit(VIRTIO_F_RING_PACKED) }), { code: 'PV_ERR_NOT_SUPPORTED' });
+    const packed = V1 | featureBit(VIRTIO_F_RING_PACKED);
+    assert.throws(mk({ offered: packed, ringPacked: false }), { code: 'PV_ERR_NOT_SUPPORTED' });
+    assert.equal(mk({ offered: packed })().regs.byteLength > 0, true, 'offered by default');
     assert.throws(mk({ queues: 0 }), { code: 'PV_ERR_INVALID_ARG' });
     assert.throws(mk({ queues: 9 }), { code: 'PV_ERR_INVALID_ARG' });
     assert.throws(mk({ queueNumMax: 100 }), { code: 'PV_ERR_VIRTQ_LAYOUT' });
+  });
+});
+
+describe('virtio-mmio device: packed queues once VIRTIO_F_RING_PACKED is negotiated', () => {
+  const PACKED = V1 | featureBit(VIRTIO_F_RING_PACKED);
+
+  it('QueueNum is any value in 1..QueueNumMax; zero and above QueueNumMax stay PV_ERR_VIRTQ_LAYOUT', () => {
+    const t = rig({ max: 256, offered: PACKED, features: PACKED });
+    t.toSetup();
+    assert.equal(t.write(R.QUEUE_SEL, 0), 'ok');
+    for (const bad of [0, 257, 0xffffffff]) assert.equal(t.write(R.QUEUE_NUM, bad), 'PV_ERR_VIRTQ_LAYOUT', `${bad}`);
+    for (const good of [3, 100, 255, 1, 256]) {
+      assert.equal(t.write(R.QUEUE_NUM, good), 'ok', `${good}`);
+      assert.equal(t.drv.read(R.QUEUE_NUM), good);
+    }
+  });
+
+  it('the driver area is an event suppression structure: Low halves aligned 16 / 4 / 4', () => {
+    const t = rig({ offered: PACKED, features: PACKED });
+    t.toSetup();
+    const cases: Array<[R, number, string]> = [
+      [R.QUEUE_DESC_LOW, 0x1008, 'PV_ERR_VIRTQ_LAYOUT'],
+      [R.QUEUE_DESC_LOW, 0x1010, 'ok'],
+      [R.QUEUE_DRIVER_LOW, 0x2002, 'PV_ERR_VIRTQ_LAYOUT'],
+      [R.QUEUE_DRIVER_LOW, 0x2004, 'ok'],
+      [R.QUEUE_DEVICE_LOW, 0x3002, 'PV_ERR_VIRTQ_LAYOUT'],
+      [R.QUEUE_DEVICE_LOW, 0x3004, 'ok'],
+    ];
+    for (const [reg, v, want] of cases)
+      assert.equal(t.write(reg, v), want, `0x${reg.toString(16)} = 0x${v.toString(16)}`);
+  });
+
+  it('QueueReady 1 attaches a PackedDevice with the ring and both event structures; overlaps are refused', () => {
+    const t = rig({ offered: PACKED, features: PACKED });
+    t.toSetup();
+    const setup = (q: number, qs: number, desc: number, drvEv: number, devEv: number): string => {
+      for (const [reg, v] of [
+        [R.QUEUE_SEL, q],
+        [R.QUEUE_NUM, qs],
+        [R.QUEUE_DESC_LOW, desc],
+        [R.QUEUE_DRIVER_LOW, drvEv],
+        [R.QUEUE_DEVICE_LOW, devEv],
+      ] as const) {
+        assert.equal(t.write(reg, v), 'ok');
+      }
+      return t.write(R.QUEUE_READY, 1);
+    };
+    assert.equal(setup(0, 5, 0x1000, 0x1050, 0x1054), 'ok');
+    assert.equal(t.dev.packedQueue(0)?.size, 5);
+    assert.equal(t.dev.queue(0), undefined, 'not a split queue');
+    assert.equal(t.dev.virtq(0), t.dev.packedQueue(0));
+    assert.equal(setup(1, 4, 0x1040, 0x2000, 0x2004), 'PV_ERR_VIRTQ_LAYOUT', 'ring over queue 0 ring');
+    assert.equal(setup(1, 4, 0x2000, 0x1054, 0x3000), 'PV_ERR_VIRTQ_LAYOUT', 'driver event over queue 0 device event');
+    assert.equal(setup(1, 4, 0x2000, 0x2030, 0x2034), 'PV_ERR_VIRTQ_LAYOUT', 'driver event inside its own ring');
+    assert.equal(t.dev.virtq(1), undefined);
+    assert.equal(setup(1, 4, 0x2000, 0x2040, 0x2044), 'ok');
+    assert.equal(t.dev.packedQueue(1)?.size, 4);
   });
 });

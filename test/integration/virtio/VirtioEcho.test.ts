@@ -17,6 +17,7 @@ import {
   featureBit,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
 } from '../../../protocol/virtio/DeviceStatus.js';
 import { MmioReg } from '../../../protocol/virtio/MmioTransport.js';
@@ -34,6 +35,7 @@ async function run(opts: {
   offered: bigint;
   wantEventIdx: boolean;
   wantIndirect: boolean;
+  wantPacked?: boolean;
   badQueueNums?: number[];
 }) {
   const mem = new SharedArrayBuffer(MEM_BYTES);
@@ -49,6 +51,7 @@ async function run(opts: {
     eventIdx: opts.wantEventIdx,
     indirect: opts.wantIndirect,
     badQueueNums: opts.badQueueNums ?? [],
+    packed: opts.wantPacked ?? false,
   };
   const guest = new Worker(GUEST, { workerData: data });
   let done: EchoGuestResult | undefined;
@@ -73,7 +76,7 @@ async function run(opts: {
     }
     let any = false;
     for (const q of dev.kicked()) {
-      const sd = dev.queue(q);
+      const sd = dev.virtq(q);
       if (sd === undefined) continue;
       let list = lists.get(q);
       if (list === undefined || list.capacity !== 2 * sd.size) {
@@ -185,6 +188,65 @@ describe('virtio end to end over virtio-mmio: the guest driver in a Worker, the 
     assert.equal(r.dev.queue(0)?.size, 8);
     assert.deepEqual(r.completed, [500]);
     assert.deepEqual(r.distinct, [500]);
+    assert.equal(r.badData, 0);
+  });
+
+  it('RING_PACKED negotiated: two packed queues of non-power-of-two sizes echo every chain exactly once (EVENT_IDX, indirect)', async () => {
+    const packed = ALL | featureBit(VIRTIO_F_RING_PACKED);
+    const r = await run({
+      queues: [
+        { qs: 24, base: 4096 },
+        { qs: 10, base: 16384 },
+      ],
+      chains: 4000,
+      offered: packed,
+      wantEventIdx: true,
+      wantIndirect: true,
+      wantPacked: true,
+      badQueueNums: [0, 2 * QUEUE_NUM_MAX],
+    });
+    assert.equal(r.negotiated, packed);
+    assert.deepEqual(r.badQueueNum, ['PV_ERR_VIRTQ_LAYOUT', 'PV_ERR_VIRTQ_LAYOUT']);
+    assert.deepEqual(r.completed, [4000, 4000]);
+    assert.deepEqual(r.distinct, [4000, 4000]);
+    assert.deepEqual(r.served, [4000, 4000], 'each chain was popped from the queue it was posted on');
+    assert.equal(r.badData, 0);
+    assert.deepEqual([r.dev.packedQueue(0)?.size, r.dev.packedQueue(1)?.size], [24, 10]);
+    assert.equal(r.dev.queue(0), undefined, 'a packed queue is not a SplitDevice');
+    assert.equal(r.dev.packedQueue(0)?.broken, false);
+    assert.ok(r.kicks[0] < 4000 && r.interrupts[0] < 4000, `kicks ${r.kicks}, interrupts ${r.interrupts}`);
+  });
+
+  it('RING_PACKED without EVENT_IDX or indirect: the ENABLE/DISABLE event flags alone carry every chain', async () => {
+    const r = await run({
+      queues: [
+        { qs: 7, base: 4096 },
+        { qs: 16, base: 16384 },
+      ],
+      chains: 2000,
+      offered: featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_PACKED),
+      wantEventIdx: true,
+      wantIndirect: true,
+      wantPacked: true,
+    });
+    assert.equal(r.negotiated, featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_PACKED));
+    assert.deepEqual(r.completed, [2000, 2000]);
+    assert.deepEqual(r.distinct, [2000, 2000]);
+    assert.deepEqual(r.served, [2000, 2000]);
+    assert.equal(r.badData, 0);
+  });
+
+  it('a guest that does not ask for RING_PACKED gets split queues from a device that offers it', async () => {
+    const r = await run({
+      queues: [{ qs: 16, base: 4096 }],
+      chains: 300,
+      offered: ALL | featureBit(VIRTIO_F_RING_PACKED),
+      wantEventIdx: true,
+      wantIndirect: true,
+    });
+    assert.equal(r.negotiated, ALL);
+    assert.equal(r.dev.queue(0)?.size, 16);
+    assert.deepEqual(r.completed, [300]);
     assert.equal(r.badData, 0);
   });
 });

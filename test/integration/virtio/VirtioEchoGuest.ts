@@ -2,7 +2,7 @@
  * The guest half of VirtioEcho.test.ts, run in a Worker: finds the device through the
  * virtio-mmio registers (probe), negotiates features, sets up its queues in its own memory with
  * MmioDriver (optionally after a QueueNum the device must refuse), sets DRIVER_OK and drives every
- * queue with the real SplitDriver. Each chain is one device-readable buffer (a pattern that
+ * queue with the real SplitDriver (or PackedDriver when RING_PACKED is negotiated). Each chain is one device-readable buffer (a pattern that
  * depends on the queue, so a chain answered on the wrong queue shows as bad data) and one
  * device-writable buffer; the device echoes the pattern back.
  *
@@ -13,11 +13,15 @@
  */
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { MmioDriver } from '../../../frontend/virtio/MmioDriver.js';
-import type { SplitDriver } from '../../../frontend/virtio/SplitDriver.js';
+import { MmioDriver, type VirtqDriver } from '../../../frontend/virtio/MmioDriver.js';
 import type { ErrorCode } from '../../../protocol/errors.js';
 import type { GuestPhysAddr } from '../../../protocol/Types.js';
-import { featureBit, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC } from '../../../protocol/virtio/DeviceStatus.js';
+import {
+  featureBit,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_RING_PACKED,
+} from '../../../protocol/virtio/DeviceStatus.js';
 import { MmioReg } from '../../../protocol/virtio/MmioTransport.js';
 
 /** What the test posts to the guest. */
@@ -34,6 +38,8 @@ export interface EchoGuestData {
   readonly chains: number;
   readonly eventIdx: boolean;
   readonly indirect: boolean;
+  /** Ask for VIRTIO_F_RING_PACKED (the queues are then PackedDrivers). */
+  readonly packed?: boolean;
   /** QueueNum values to write to queue 0 before its real setup (each should be refused). */
   readonly badQueueNums: readonly number[];
 }
@@ -58,13 +64,14 @@ mmio.probe();
 let wanted = 0n;
 if (d.eventIdx) wanted |= featureBit(VIRTIO_F_EVENT_IDX);
 if (d.indirect) wanted |= featureBit(VIRTIO_F_INDIRECT_DESC);
+if (d.packed === true) wanted |= featureBit(VIRTIO_F_RING_PACKED);
 const negotiated = mmio.negotiate(wanted);
 const badQueueNum: Array<ErrorCode | undefined> = [];
 if (d.badQueueNums.length > 0) {
   mmio.writeReg(MmioReg.QUEUE_SEL, 0);
   for (const n of d.badQueueNums) badQueueNum.push(mmio.writeReg(MmioReg.QUEUE_NUM, n));
 }
-const drvs: SplitDriver<number>[] = d.queues.map((q, i) => mmio.setupQueue<number>(i, q.qs, q.base));
+const drvs: VirtqDriver<number>[] = d.queues.map((q, i) => mmio.setupQueue<number>(i, q.qs, q.base));
 mmio.driverOk();
 
 const nq = drvs.length;
