@@ -165,3 +165,33 @@ export class GuestMemoryMap {
     return -1;
   }
 }
+
+/**
+ * Translates one area of a queue (descriptor table or ring, avail/used ring, event structure) for
+ * a device's `attach`: `gpa` must be `align`-aligned in guest memory and in its backing buffer
+ * (so typed-array views and Atomics can address it), inside one region, writable if `write`.
+ * Any failure is PV_ERR_VIRTQ_LAYOUT naming the area.
+ */
+export function translateArea(
+  mem: GuestMemoryMap,
+  what: string,
+  gpa: number,
+  bytes: number,
+  align: number,
+  write: boolean,
+): Translation {
+  if (!Number.isSafeInteger(gpa) || gpa % align !== 0) {
+    throw pvError('PV_ERR_VIRTQ_LAYOUT', `${what} at ${gpa} is not ${align}-byte aligned`);
+  }
+  const t = newTranslation();
+  try {
+    mem.translate(gpa, bytes, write, t);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw pvError('PV_ERR_VIRTQ_LAYOUT', `${what} at 0x${gpa.toString(16)}+${bytes}: ${why}`);
+  }
+  if (t.offset % align !== 0) {
+    throw pvError('PV_ERR_VIRTQ_LAYOUT', `${what}'s backing offset ${t.offset} is not ${align}-byte aligned`);
+  }
+  return t;
+}

@@ -34,7 +34,7 @@
  * ENABLE. Any refusal breaks the queue: PV_ERR_VIRTIO_NEEDS_RESET until `reset()`.
  */
 
-import { type ErrorCode, PvError, pvError, VirtioError } from '../../protocol/errors.js';
+import { type ErrorCode, pvError, VirtioError } from '../../protocol/errors.js';
 import type { GuestPhysAddr } from '../../protocol/Types.js';
 import {
   checkPackedQueueSize,
@@ -55,7 +55,7 @@ import {
 } from '../../protocol/virtio/PackedRing.js';
 import { HOST_IS_LITTLE_ENDIAN } from '../../protocol/virtio/SplitRing.js';
 import { IovecList, VIRTQ_CHAIN_MAX_BYTES } from './DescChain.js';
-import { type GuestMemoryMap, newTranslation, type Translation } from './GuestMemoryMap.js';
+import { type GuestMemoryMap, newTranslation, type Translation, translateArea } from './GuestMemoryMap.js';
 import type { SplitFeatures } from './SplitDevice.js';
 
 /** Where the driver put the queue (QueueDesc / QueueDriver / QueueDevice of a packed queue). */
@@ -109,9 +109,9 @@ export class PackedDevice {
     const qs = q.size;
     const ringBytes = VIRTQ_PACKED_DESC_BYTES * qs;
     const ev = VIRTQ_PACKED_EVENT_BYTES;
-    const ring = this._area('descriptor ring', q.desc, ringBytes, VIRTQ_PACKED_ALIGN.desc, true);
-    const drv = this._area('driver event', q.driverEvent, ev, VIRTQ_PACKED_ALIGN.driverEvent, false);
-    const dev = this._area('device event', q.deviceEvent, ev, VIRTQ_PACKED_ALIGN.deviceEvent, true);
+    const ring = translateArea(this._mem, 'descriptor ring', q.desc, ringBytes, VIRTQ_PACKED_ALIGN.desc, true);
+    const drv = translateArea(this._mem, 'driver event', q.driverEvent, ev, VIRTQ_PACKED_ALIGN.driverEvent, false);
+    const dev = translateArea(this._mem, 'device event', q.deviceEvent, ev, VIRTQ_PACKED_ALIGN.deviceEvent, true);
     const spans: Array<[number, number]> = [
       [q.desc, ringBytes],
       [q.driverEvent, ev],
@@ -357,23 +357,5 @@ export class PackedDevice {
       throw pvError('PV_ERR_VIRTIO_NEEDS_RESET', `queue broken by ${this._brokenBy}: reset it`);
     }
     return this._attached();
-  }
-
-  /** Translates one area of the queue, checking its alignment in guest and backing memory. */
-  private _area(what: string, gpa: number, bytes: number, align: number, write: boolean): Translation {
-    if (!Number.isSafeInteger(gpa) || gpa % align !== 0) {
-      throw pvError('PV_ERR_VIRTQ_LAYOUT', `${what} at ${gpa} is not ${align}-byte aligned`);
-    }
-    const t = newTranslation();
-    try {
-      this._mem.translate(gpa, bytes, write, t);
-    } catch (err) {
-      const why = err instanceof PvError ? err.message : String(err);
-      throw pvError('PV_ERR_VIRTQ_LAYOUT', `${what} at 0x${gpa.toString(16)}+${bytes}: ${why}`);
-    }
-    if (t.offset % align !== 0) {
-      throw pvError('PV_ERR_VIRTQ_LAYOUT', `${what}'s backing offset ${t.offset} is not ${align}-byte aligned`);
-    }
-    return t;
   }
 }

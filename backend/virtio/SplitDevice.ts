@@ -28,7 +28,7 @@
  * chains it popped (IovecList): never the descriptor table, the available ring or a readable buffer.
  */
 
-import { type ErrorCode, PvError, pvError, VirtioError } from '../../protocol/errors.js';
+import { type ErrorCode, pvError, VirtioError } from '../../protocol/errors.js';
 import type { GuestPhysAddr } from '../../protocol/Types.js';
 import {
   AvailOffset,
@@ -45,7 +45,7 @@ import {
   vringNeedEvent,
 } from '../../protocol/virtio/SplitRing.js';
 import { DescChain, IovecList } from './DescChain.js';
-import { type GuestMemoryMap, newTranslation, type Translation } from './GuestMemoryMap.js';
+import { type GuestMemoryMap, translateArea } from './GuestMemoryMap.js';
 
 /** Where the driver put the queue (the transport's queue_desc / queue_driver / queue_device). */
 export interface SplitQueueAddrs {
@@ -97,9 +97,9 @@ export class SplitDevice {
     if (!HOST_IS_LITTLE_ENDIAN) throw pvError('PV_ERR_VIRTQ_LAYOUT', 'pvio virtqueues need a little-endian host');
     checkQueueSize(q.size);
     const qs = q.size;
-    const desc = this._area('descriptor table', q.desc, descTableBytes(qs), VIRTQ_ALIGN.desc, false);
-    const avail = this._area('available ring', q.avail, availRingBytes(qs), VIRTQ_ALIGN.avail, false);
-    const used = this._area('used ring', q.used, usedRingBytes(qs), VIRTQ_ALIGN.used, true);
+    const desc = translateArea(this._mem, 'descriptor table', q.desc, descTableBytes(qs), VIRTQ_ALIGN.desc, false);
+    const avail = translateArea(this._mem, 'available ring', q.avail, availRingBytes(qs), VIRTQ_ALIGN.avail, false);
+    const used = translateArea(this._mem, 'used ring', q.used, usedRingBytes(qs), VIRTQ_ALIGN.used, true);
     const spans: Array<[number, number]> = [
       [q.desc, descTableBytes(qs)],
       [q.avail, availRingBytes(qs)],
@@ -255,23 +255,5 @@ export class SplitDevice {
       throw pvError('PV_ERR_VIRTIO_NEEDS_RESET', `queue broken by ${this._brokenBy}: reset it`);
     }
     return this._attached();
-  }
-
-  /** Translates one area of the queue, checking its alignment in guest and backing memory. */
-  private _area(what: string, gpa: number, bytes: number, align: number, write: boolean): Translation {
-    if (!Number.isSafeInteger(gpa) || gpa % align !== 0) {
-      throw pvError('PV_ERR_VIRTQ_LAYOUT', `${what} at ${gpa} is not ${align}-byte aligned`);
-    }
-    const t = newTranslation();
-    try {
-      this._mem.translate(gpa, bytes, write, t);
-    } catch (err) {
-      const why = err instanceof PvError ? err.message : String(err);
-      throw pvError('PV_ERR_VIRTQ_LAYOUT', `${what} at 0x${gpa.toString(16)}+${bytes}: ${why}`);
-    }
-    if (t.offset % align !== 0) {
-      throw pvError('PV_ERR_VIRTQ_LAYOUT', `${what}'s backing offset ${t.offset} is not ${align}-byte aligned`);
-    }
-    return t;
   }
 }

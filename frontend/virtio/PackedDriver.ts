@@ -46,6 +46,7 @@ import {
   VRING_PACKED_EVENT_FLAG_ENABLE,
 } from '../../protocol/virtio/PackedRing.js';
 import { HOST_IS_LITTLE_ENDIAN } from '../../protocol/virtio/SplitRing.js';
+import { checkBuffer, checkIndirectTable, checkQueuePlacement } from './Buffers.js';
 import { type SplitDriverOptions, type UsedBuffer, UsedLenError, type VirtqBuffer } from './SplitDriver.js';
 
 const TWO_32 = 2 ** 32;
@@ -83,13 +84,7 @@ export class PackedDriver<T> {
   constructor(mem: SharedArrayBuffer, base: number, qs: number, opts: SplitDriverOptions = {}) {
     checkPackedQueueSize(qs);
     this.layout = packedLayout(qs);
-    if (!HOST_IS_LITTLE_ENDIAN) throw pvError('PV_ERR_VIRTQ_LAYOUT', 'virtqueues need a little-endian host');
-    if (!Number.isSafeInteger(base) || base < 0 || base % VIRTQ_PACKED_ALIGN.desc !== 0) {
-      throw pvError('PV_ERR_VIRTQ_LAYOUT', `queue base ${base} is not a ${VIRTQ_PACKED_ALIGN.desc}-aligned offset`);
-    }
-    if (base + this.layout.bytes > mem.byteLength) {
-      throw pvError('PV_ERR_VIRTQ_LAYOUT', `queue [${base}, +${this.layout.bytes}) lies outside guest memory`);
-    }
+    checkQueuePlacement(HOST_IS_LITTLE_ENDIAN, mem.byteLength, base, this.layout.bytes, VIRTQ_PACKED_ALIGN.desc);
     this.size = qs;
     this.base = base;
     this.eventIdx = opts.eventIdx ?? false;
@@ -146,14 +141,25 @@ export class PackedDriver<T> {
     }
     let total = 0;
     let wcap = 0;
-    for (const b of readable) total += this._checkBuffer(b);
-    for (const b of writable) wcap += this._checkBuffer(b);
+    for (const b of readable) total += checkBuffer(b, this._memBytes);
+    for (const b of writable) wcap += checkBuffer(b, this._memBytes);
     if (total + wcap > TWO_32) throw pvError('PV_ERR_INVALID_ARG', `chain of ${total + wcap} bytes exceeds 2^32`);
     const slots = indirectTable === undefined ? n : 1;
     if (indirectTable !== undefined && !this.indirect) {
       throw pvError('PV_ERR_NOT_SUPPORTED', 'VIRTIO_F_INDIRECT_DESC was not negotiated');
     }
-    const t = indirectTable === undefined ? 0 : this._checkTable(indirectTable, n);
+    const t =
+      indirectTable === undefined
+        ? 0
+        : checkIndirectTable(
+            indirectTable,
+            n,
+            VIRTQ_PACKED_DESC_BYTES,
+            VIRTQ_PACKED_ALIGN.desc,
+            this._memBytes,
+            this.base,
+            this.layout.bytes,
+          );
     if (slots > this._numFree) throw pvError('PV_ERR_RING_FULL', `${slots} slots needed, ${this._numFree} free`);
     // INVARIANT: numFree ≥ 1 means some id is free (each outstanding chain holds ≥ 1 slot and 1 id).
     const id = this._freeId;
@@ -301,28 +307,6 @@ export class PackedDriver<T> {
       this._usedPos -= this.size;
       this._usedWrap = !this._usedWrap;
     }
-  }
-
-  private _checkBuffer(b: VirtqBuffer): number {
-    const { addr, len } = b;
-    if (!Number.isSafeInteger(addr) || addr < 0 || !Number.isInteger(len) || len < 0 || len >= TWO_32) {
-      throw pvError('PV_ERR_INVALID_ARG', `buffer {addr: ${addr}, len: ${len}} is not a GPA and a u32 length`);
-    }
-    if (addr + len > this._memBytes) {
-      throw pvError('PV_ERR_INVALID_ARG', `buffer [${addr}, +${len}) lies outside guest memory`);
-    }
-    return len;
-  }
-
-  private _checkTable(t: GuestPhysAddr, n: number): number {
-    const end = t + VIRTQ_PACKED_DESC_BYTES * n;
-    if (!Number.isSafeInteger(t) || t < 0 || t % VIRTQ_PACKED_ALIGN.desc !== 0 || end > this._memBytes) {
-      throw pvError('PV_ERR_INVALID_ARG', `indirect table at ${t} is not 16-aligned inside guest memory`);
-    }
-    if (t < this.base + this.layout.bytes && end > this.base) {
-      throw pvError('PV_ERR_INVALID_ARG', `indirect table [${t}, ${end}) overlaps the queue`);
-    }
-    return t;
   }
 
   /** Plain stores of addr, len, id; the caller writes flags (last, for the head). */

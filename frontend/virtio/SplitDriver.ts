@@ -42,12 +42,9 @@ import {
   VIRTQ_USED_F_NO_NOTIFY,
   vringNeedEvent,
 } from '../../protocol/virtio/SplitRing.js';
+import { checkBuffer, checkIndirectTable, checkQueuePlacement, type VirtqBuffer } from './Buffers.js';
 
-/** One buffer of a chain: guest-physical address and length in bytes. */
-export interface VirtqBuffer {
-  readonly addr: GuestPhysAddr;
-  readonly len: number;
-}
+export type { VirtqBuffer } from './Buffers.js';
 
 /** What the device gave back: the caller's token and the bytes it wrote. */
 export interface UsedBuffer<T> {
@@ -114,13 +111,7 @@ export class SplitDriver<T> {
   /** Attaches to a queue of `qs` entries at byte `base` of `mem`, and resets the driver's areas. */
   constructor(mem: SharedArrayBuffer, base: number, qs: number, opts: SplitDriverOptions = {}) {
     this.layout = splitLayout(qs);
-    if (!HOST_IS_LITTLE_ENDIAN) throw pvError('PV_ERR_VIRTQ_LAYOUT', 'virtqueues need a little-endian host');
-    if (!Number.isSafeInteger(base) || base < 0 || base % VIRTQ_ALIGN.desc !== 0) {
-      throw pvError('PV_ERR_VIRTQ_LAYOUT', `queue base ${base} is not a ${VIRTQ_ALIGN.desc}-aligned offset`);
-    }
-    if (base + this.layout.bytes > mem.byteLength) {
-      throw pvError('PV_ERR_VIRTQ_LAYOUT', `queue [${base}, +${this.layout.bytes}) lies outside guest memory`);
-    }
+    checkQueuePlacement(HOST_IS_LITTLE_ENDIAN, mem.byteLength, base, this.layout.bytes, VIRTQ_ALIGN.desc);
     this.size = qs;
     this.base = base;
     this.eventIdx = opts.eventIdx ?? false;
@@ -183,8 +174,8 @@ export class SplitDriver<T> {
     }
     let total = 0;
     let wcap = 0;
-    for (const b of readable) total += this._checkBuffer(b);
-    for (const b of writable) wcap += this._checkBuffer(b);
+    for (const b of readable) total += checkBuffer(b, this._memBytes);
+    for (const b of writable) wcap += checkBuffer(b, this._memBytes);
     if (total + wcap > TWO_32) throw pvError('PV_ERR_INVALID_ARG', `chain of ${total + wcap} bytes exceeds 2^32`);
     let head: number;
     if (indirectTable === undefined) {
@@ -203,7 +194,15 @@ export class SplitDriver<T> {
       this._chainLen[head] = n;
     } else {
       if (!this.indirect) throw pvError('PV_ERR_NOT_SUPPORTED', 'VIRTIO_F_INDIRECT_DESC was not negotiated');
-      const t = this._checkTable(indirectTable, n);
+      const t = checkIndirectTable(
+        indirectTable,
+        n,
+        VIRTQ_DESC_BYTES,
+        VIRTQ_ALIGN.desc,
+        this._memBytes,
+        this.base,
+        this.layout.bytes,
+      );
       if (this._numFree === 0) throw pvError('PV_ERR_RING_FULL', 'no free descriptor for the indirect table');
       for (let k = 0; k < n; k++) {
         const w = k >= readable.length;
@@ -309,28 +308,6 @@ export class SplitDriver<T> {
     if (this.eventIdx) Atomics.store(this._u16, this._usedEvent >> 1, this._lastUsed);
     else Atomics.store(this._u16, this._availFlags >> 1, 0);
     return Atomics.load(this._u16, this._usedIdx >> 1) === this._lastUsed;
-  }
-
-  private _checkBuffer(b: VirtqBuffer): number {
-    const { addr, len } = b;
-    if (!Number.isSafeInteger(addr) || addr < 0 || !Number.isInteger(len) || len < 0 || len >= TWO_32) {
-      throw pvError('PV_ERR_INVALID_ARG', `buffer {addr: ${addr}, len: ${len}} is not a GPA and a u32 length`);
-    }
-    if (addr + len > this._memBytes) {
-      throw pvError('PV_ERR_INVALID_ARG', `buffer [${addr}, +${len}) lies outside guest memory`);
-    }
-    return len;
-  }
-
-  private _checkTable(t: GuestPhysAddr, n: number): number {
-    const end = t + VIRTQ_DESC_BYTES * n;
-    if (!Number.isSafeInteger(t) || t < 0 || t % VIRTQ_ALIGN.desc !== 0 || end > this._memBytes) {
-      throw pvError('PV_ERR_INVALID_ARG', `indirect table at ${t} is not 16-aligned inside guest memory`);
-    }
-    if (t < this.base + this.layout.bytes && end > this.base) {
-      throw pvError('PV_ERR_INVALID_ARG', `indirect table [${t}, ${end}) overlaps the queue`);
-    }
-    return t;
   }
 
   /** Plain stores: the descriptor is the driver's until avail.idx publishes it. */
