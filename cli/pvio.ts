@@ -108,7 +108,7 @@ const COMMANDS: Record<string, Command> = {
   },
   'ring-bench': {
     summary: 'ring ping-pong and throughput over real Workers, beside in-run hand-off floors',
-    usage: 'pvio ring-bench [--pingpong N] [--throughput N] [--spin POLLS] [--json]',
+    usage: 'pvio ring-bench [--pingpong N] [--throughput N] [--spin POLLS] [--transports xen,split,packed] [--json]',
     run: async (argv) => (await import('../bench/ring.bench.js')).ringBenchMain(argv),
   },
   fairness: {
