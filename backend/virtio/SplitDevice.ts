@@ -14,8 +14,9 @@
  * it. Every refusal is fatal to the queue, as the catalogue's policy says: the queue becomes
  * `broken` (the device reports DEVICE_NEEDS_RESET, VIRTIO 1.2 §2.1.2) and pop/addUsed throw
  * PV_ERR_VIRTIO_NEEDS_RESET until `reset()` and a new `attach()`. With EVENT_IDX the device
- * publishes avail_event = lastAvail after each consumed chain, and re-reads avail.idx after
- * publishing it before it reports "empty", so a driver's publish cannot slip between the two.
+ * publishes avail_event = lastAvail only when it finds the queue empty, and re-reads avail.idx
+ * after publishing it before it reports "empty", so a driver's publish cannot slip between the
+ * two; while it keeps finding chains, the driver's publishes do not kick it.
  *
  * addUsed/publishUsed: the element (id, len) is written with plain stores, then used.idx with an
  * Atomics store, so the driver that loads used.idx sees the element (VIRTIO: the device MUST set
@@ -197,10 +198,10 @@ export class SplitDevice {
     this._lastAvail = (this._lastAvail + 1) & 0xffff;
     q.inFlight[head]++;
     q.writable[head] = out.writableBytes;
-    if (this._features.eventIdx) {
-      // ORDERING: "kick me when you publish past what I consumed"; seq-cst store.
-      Atomics.store(q.used16, availEventOffset(q.qs) >> 1, this._lastAvail);
-    }
+    // No avail_event store here: while the device keeps finding chains it wants no kicks (a kick
+    // per publish cost the driver a notify each in `pvio ring-bench`). It asks for the next one
+    // only when it finds the queue empty (above), as vhost re-enables notification before it
+    // sleeps; a driver publish then crosses avail_event once and kicks.
     return head;
   }
 

@@ -173,12 +173,14 @@ describe('SplitDevice: a hostile avail index breaks the queue until reset', () =
 });
 
 describe('SplitDevice: notification suppression', () => {
-  it('EVENT_IDX: publishes avail_event = last_avail after consuming, and interrupts only when used_event is crossed', () => {
+  it('EVENT_IDX: asks for a kick (avail_event = last_avail) only on finding the queue empty, and interrupts only when used_event is crossed', () => {
     const { q, dev } = setup(8, EVENT_IDX);
     const iov = dev.newIovecList();
     for (let i = 0; i < 3; i++) q.publish(i);
     for (let i = 0; i < 3; i++) dev.pop(iov);
-    assert.equal(q.availEvent(), 3);
+    assert.equal(q.availEvent(), 0, 'no kick wanted while chains keep coming');
+    assert.equal(dev.pop(iov), -1);
+    assert.equal(q.availEvent(), 3, 'empty: kick me at the next publish');
     q.setUsedEvent(1);
     assert.equal(dev.pushUsed(0, 0), false, 'used_event 1 not in [0, 1)');
     assert.equal(dev.pushUsed(1, 0), true, 'used_event 1 in [1, 2)');
