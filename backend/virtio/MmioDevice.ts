@@ -32,7 +32,6 @@
  */
 
 import { ERROR_CATALOGUE, type PvError, pvError } from '../../protocol/errors.js';
-import type { GuestPhysAddr } from '../../protocol/Types.js';
 import {
   featureBit,
   type StatusWriteOutcome,
@@ -47,7 +46,6 @@ import {
 } from '../../protocol/virtio/DeviceStatus.js';
 import {
   DRIVER_WRITABLE,
-  joinAddr,
   MMIO_MAX_QUEUES,
   MMIO_REG_BYTES,
   MmioReg,
@@ -61,19 +59,9 @@ import {
   VIRTIO_MMIO_MAGIC,
   VIRTIO_MMIO_VERSION,
 } from '../../protocol/virtio/MmioTransport.js';
-import {
-  VIRTQ_PACKED_ALIGN,
-  VIRTQ_PACKED_DESC_BYTES,
-  VIRTQ_PACKED_EVENT_BYTES,
-} from '../../protocol/virtio/PackedRing.js';
-import {
-  availRingBytes,
-  checkQueueSize,
-  descTableBytes,
-  usedRingBytes,
-  VIRTQ_ALIGN,
-} from '../../protocol/virtio/SplitRing.js';
+import { checkQueueSize } from '../../protocol/virtio/SplitRing.js';
 import type { GuestMemoryMap } from './GuestMemoryMap.js';
+import { ADDR_REGS, applyQueueReg, attachQueue, newQueueConfig, type QueueConfig } from './MmioQueues.js';
 import { PackedDevice } from './PackedDevice.js';
 import { SplitDevice } from './SplitDevice.js';
 
@@ -107,21 +95,6 @@ export interface MmioServiceResult {
   readonly reg: RegWriteOutcome | undefined;
 }
 
-interface QueueConfig {
-  num: number;
-  /** Low/High halves as accepted: desc, driver (avail), device (used). */
-  readonly addr: Uint32Array;
-  dev: SplitDevice | PackedDevice | undefined;
-}
-
-const ADDR_REGS = [
-  [MmioReg.QUEUE_DESC_LOW, MmioReg.QUEUE_DESC_HIGH, VIRTQ_ALIGN.desc, VIRTQ_PACKED_ALIGN.desc],
-  [MmioReg.QUEUE_DRIVER_LOW, MmioReg.QUEUE_DRIVER_HIGH, VIRTQ_ALIGN.avail, VIRTQ_PACKED_ALIGN.driverEvent],
-  [MmioReg.QUEUE_DEVICE_LOW, MmioReg.QUEUE_DEVICE_HIGH, VIRTQ_ALIGN.used, VIRTQ_PACKED_ALIGN.deviceEvent],
-] as const;
-/** A High half at or above this puts the address past Number.MAX_SAFE_INTEGER. */
-const UNSAFE_HI = 0x200000;
-
 /** The device side of one virtio-mmio device; see the file comment. */
 export class MmioDevice {
   /** The register block to hand to the guest. */
@@ -153,7 +126,7 @@ export class MmioDevice {
     this._mem = opts.memory;
     this.numQueues = queues;
     this.queueNumMax = max;
-    this._queues = Array.from({ length: queues }, () => ({ num: 0, addr: new Uint32Array(6), dev: undefined }));
+    this._queues = Array.from({ length: queues }, newQueueConfig);
     this._kickSeen = new Int32Array(MMIO_MAX_QUEUES);
     // ORDERING: before the guest is given the block; seq-cst stores keep it simple.
     Atomics.store(this._w, regWord(MmioReg.MAGIC_VALUE), VIRTIO_MMIO_MAGIC);
@@ -324,82 +297,15 @@ export class MmioDevice {
     if (q.dev !== undefined) {
       throw pvError('PV_ERR_VIRTIO_STATUS', `queue ${this._sel} is ready: write QueueReady 0 first`);
     }
-    const packed = this._status.has(VIRTIO_F_RING_PACKED);
-    if (reg === MmioReg.QUEUE_NUM) {
-      if (packed && (v === 0 || v > this.queueNumMax)) {
-        throw pvError('PV_ERR_VIRTQ_LAYOUT', `QueueNum ${v} is not in 1..QueueNumMax ${this.queueNumMax}`);
-      }
-      if (!packed && (v === 0 || v > this.queueNumMax || (v & (v - 1)) !== 0)) {
-        throw pvError('PV_ERR_VIRTQ_LAYOUT', `QueueNum ${v} is not a power of two ≤ QueueNumMax ${this.queueNumMax}`);
-      }
-      q.num = v;
-      return;
-    }
     if (reg === MmioReg.QUEUE_READY) {
       if (v !== 1) throw pvError('PV_ERR_VIRTQ_LAYOUT', `QueueReady takes 0 or 1, got ${v}`);
-      this._attach(q);
-      return;
-    }
-    for (let a = 0; a < ADDR_REGS.length; a++) {
-      const [lo, hi, splitAlign, packedAlign] = ADDR_REGS[a];
-      const align = packed ? packedAlign : splitAlign;
-      if (reg === lo) {
-        if (v % align !== 0) {
-          throw pvError('PV_ERR_VIRTQ_LAYOUT', `register 0x${reg.toString(16)}: ${v} not ${align}-aligned`);
-        }
-        q.addr[2 * a] = v;
-        return;
-      }
-      if (reg === hi) {
-        if (v >= UNSAFE_HI) {
-          throw pvError('PV_ERR_VIRTQ_LAYOUT', `register 0x${reg.toString(16)}: 0x${v.toString(16)} ≥ 2^21`);
-        }
-        q.addr[2 * a + 1] = v;
-        return;
-      }
-    }
-  }
-
-  /** QueueReady 1: attaches a Split/PackedDevice if the config is complete and clear of every other ready queue. */
-  private _attach(q: QueueConfig): void {
-    if (q.num === 0) throw pvError('PV_ERR_VIRTQ_LAYOUT', `queue ${this._sel} has no QueueNum`);
-    // INVARIANT: every half passed the checks in _apply, so each address is a safe, aligned integer.
-    const packed = this._status.has(VIRTIO_F_RING_PACKED);
-    const mine = spans(q, packed);
-    for (const other of this._queues) {
-      if (other === q || other.dev === undefined) continue;
-      for (const [a, al] of mine) {
-        for (const [b, bl] of spans(other, packed)) {
-          if (a < b + bl && b < a + al) {
-            throw pvError('PV_ERR_VIRTQ_LAYOUT', `queue ${this._sel} overlaps another ready queue`);
-          }
-        }
-      }
-    }
-    const features = {
-      indirectDesc: this._status.has(VIRTIO_F_INDIRECT_DESC),
-      eventIdx: this._status.has(VIRTIO_F_EVENT_IDX),
-    };
-    const [[desc], [avail], [used]] = mine;
-    if (packed) {
-      const pd = new PackedDevice(this._mem, features);
-      pd.attach({
-        size: q.num,
-        desc: desc as GuestPhysAddr,
-        driverEvent: avail as GuestPhysAddr,
-        deviceEvent: used as GuestPhysAddr,
+      attachQueue(this._queues, this._sel, this._status.has(VIRTIO_F_RING_PACKED), this._mem, {
+        indirectDesc: this._status.has(VIRTIO_F_INDIRECT_DESC),
+        eventIdx: this._status.has(VIRTIO_F_EVENT_IDX),
       });
-      q.dev = pd;
       return;
     }
-    const dev = new SplitDevice(this._mem, features);
-    dev.attach({
-      size: q.num,
-      desc: desc as GuestPhysAddr,
-      avail: avail as GuestPhysAddr,
-      used: used as GuestPhysAddr,
-    });
-    q.dev = dev;
+    applyQueueReg(q, reg, v, this._status.has(VIRTIO_F_RING_PACKED), this.queueNumMax);
   }
 
   /** After a Status reset: every queue detached and forgotten, no interrupt pending, old kicks dropped. */
@@ -444,21 +350,4 @@ export class MmioDevice {
       Atomics.store(w, regWord(hi), q.addr[2 * a + 1] | 0);
     }
   }
-}
-
-/** The three areas (desc, driver, device) of a queue's accepted config as [gpa, bytes]. */
-function spans(q: QueueConfig, packed: boolean): Array<[number, number]> {
-  const qs = q.num;
-  if (packed) {
-    return [
-      [joinAddr(q.addr[0], q.addr[1]), VIRTQ_PACKED_DESC_BYTES * qs],
-      [joinAddr(q.addr[2], q.addr[3]), VIRTQ_PACKED_EVENT_BYTES],
-      [joinAddr(q.addr[4], q.addr[5]), VIRTQ_PACKED_EVENT_BYTES],
-    ];
-  }
-  return [
-    [joinAddr(q.addr[0], q.addr[1]), descTableBytes(qs)],
-    [joinAddr(q.addr[2], q.addr[3]), availRingBytes(qs)],
-    [joinAddr(q.addr[4], q.addr[5]), usedRingBytes(qs)],
-  ];
 }
