@@ -92,8 +92,26 @@ export class IovecList {
     this._readable = this._writable = this._readBytes = this._writeBytes = 0;
   }
 
-  /** Appends a validated segment (DescChain only). */
-  push(t: Translation, gpa: number, len: number, write: boolean): void {
+  /**
+   * Judges one buffer descriptor of the chain being walked and appends it: device-readable
+   * buffers only before device-writable ones (PV_ERR_VIRTQ_DIRECTION), the chain's bytes at most
+   * 2^32 (PV_ERR_VIRTQ_TOO_LONG), `[gpa, gpa + len)` inside guest memory with the right
+   * permission (`mem.translate` into the caller's scratch `t`). The split and packed walkers
+   * both call it, so the rules are the same for both layouts.
+   */
+  append(mem: GuestMemoryMap, t: Translation, gpa: number, len: number, write: boolean): void {
+    if (!write && this._writable > 0) {
+      throw pvError('PV_ERR_VIRTQ_DIRECTION', `buffer at 0x${gpa.toString(16)}: device-readable after device-writable`);
+    }
+    // Exact: at most 2·QS ≤ 65536 terms each below 2^32, far under 2^53.
+    if (this._readBytes + this._writeBytes + len > VIRTQ_CHAIN_MAX_BYTES) {
+      throw pvError('PV_ERR_VIRTQ_TOO_LONG', 'the chain carries more than 2^32 bytes');
+    }
+    mem.translate(gpa, len, write, t);
+    this._push(t, gpa, len, write);
+  }
+
+  private _push(t: Translation, gpa: number, len: number, write: boolean): void {
     const i = this._readable + this._writable;
     // INVARIANT: the walker's TTLs bound a chain to QS direct + QS indirect descriptors = capacity.
     this._views[i] = t.bytes;
@@ -187,8 +205,6 @@ export class DescChain {
     let ttl = qs;
     let indirect = false;
     let idx = head;
-    let sawWritable = false;
-    let total = 0;
     for (;;) {
       if (ttl === 0) {
         throw pvError('PV_ERR_VIRTQ_LOOP', `chain from head ${head} has more than ${entries} descriptors`);
@@ -229,18 +245,7 @@ export class DescChain {
         idx = 0;
         continue;
       }
-      const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
-      if (write) sawWritable = true;
-      else if (sawWritable) {
-        throw pvError('PV_ERR_VIRTQ_DIRECTION', `descriptor ${idx}: device-readable after device-writable`);
-      }
-      // Exact: at most 2·QS ≤ 65536 terms each below 2^32, far under 2^53.
-      total += len;
-      if (total > VIRTQ_CHAIN_MAX_BYTES) {
-        throw pvError('PV_ERR_VIRTQ_TOO_LONG', `chain from head ${head} carries more than 2^32 bytes`);
-      }
-      this._mem.translate(addr, len, write, this._tr);
-      out.push(this._tr, addr, len, write);
+      out.append(this._mem, this._tr, addr, len, (flags & VIRTQ_DESC_F_WRITE) !== 0);
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) return;
       if (next >= entries) {
         throw pvError('PV_ERR_VIRTQ_BAD_DESC', `descriptor ${idx}: next ${next} is not below ${entries}`);

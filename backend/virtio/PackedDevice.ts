@@ -54,7 +54,7 @@ import {
   VRING_PACKED_EVENT_FLAG_ENABLE,
 } from '../../protocol/virtio/PackedRing.js';
 import { HOST_IS_LITTLE_ENDIAN } from '../../protocol/virtio/SplitRing.js';
-import { IovecList, VIRTQ_CHAIN_MAX_BYTES } from './DescChain.js';
+import { IovecList } from './DescChain.js';
 import { type GuestMemoryMap, newTranslation, type Translation, translateArea } from './GuestMemoryMap.js';
 import type { SplitFeatures } from './SplitDevice.js';
 
@@ -266,8 +266,6 @@ export class PackedDevice {
     let pos = this._availPos;
     let wrap = this._availWrap;
     let slots = 0;
-    let sawWritable = false;
-    let total = 0;
     let id = 0;
     for (;;) {
       if (slots === qs) throw pvError('PV_ERR_VIRTQ_LOOP', `chain at slot ${this._availPos} is longer than QS ${qs}`);
@@ -305,12 +303,10 @@ export class PackedDevice {
           if ((f & VIRTQ_PACKED_DESC_F_INDIRECT) !== 0) {
             throw pvError('PV_ERR_VIRTQ_BAD_DESC', `indirect entry ${e}: nested indirect table`);
           }
-          total = this._buffer(f, total, sawWritable, out);
-          if ((f & VIRTQ_PACKED_DESC_F_WRITE) !== 0) sawWritable = true;
+          this._buffer(f, out);
         }
       } else {
-        total = this._buffer(flags, total, sawWritable, out);
-        if ((flags & VIRTQ_PACKED_DESC_F_WRITE) !== 0) sawWritable = true;
+        this._buffer(flags, out);
       }
       if (!next) break;
     }
@@ -323,20 +319,10 @@ export class PackedDevice {
     return id;
   }
 
-  /** Judges one buffer descriptor (in the scratch, flags `f`) and appends it; returns the new total. */
-  private _buffer(f: number, total: number, sawWritable: boolean, out: IovecList): number {
-    const write = (f & VIRTQ_PACKED_DESC_F_WRITE) !== 0;
-    if (!write && sawWritable) {
-      throw pvError('PV_ERR_VIRTQ_DIRECTION', 'device-readable descriptor after a device-writable one');
-    }
-    const addr = this._addr();
+  /** Appends the buffer descriptor in the scratch (flags `f`) to `out`, under IovecList.append's rules. */
+  private _buffer(f: number, out: IovecList): void {
     const len = this._dv.getUint32(PackedDescOffset.LEN, true);
-    // Exact: at most 2·QS ≤ 65536 terms each below 2^32, far under 2^53.
-    total += len;
-    if (total > VIRTQ_CHAIN_MAX_BYTES) throw pvError('PV_ERR_VIRTQ_TOO_LONG', 'chain carries more than 2^32 bytes');
-    this._mem.translate(addr, len, write, this._tr);
-    out.push(this._tr, addr, len, write);
-    return total;
+    out.append(this._mem, this._tr, this._addr(), len, (f & VIRTQ_PACKED_DESC_F_WRITE) !== 0);
   }
 
   /** The scratch descriptor's address (BAD_ADDR if its high word puts it past 2^53). */
