@@ -16,6 +16,27 @@ export interface VirtqBuffer {
   readonly len: number;
 }
 
+/**
+ * Checks a chain's buffers before a driver writes any of it: 1..`qs` buffers (VIRTIO 1.2: a
+ * chain is no longer than the queue), each inside guest memory, at most 2^32 bytes in all.
+ * Returns the device-writable capacity (the bound on the used len the device may report).
+ */
+export function checkChain(
+  readable: readonly VirtqBuffer[],
+  writable: readonly VirtqBuffer[],
+  qs: number,
+  memBytes: number,
+): number {
+  const n = readable.length + writable.length;
+  if (n === 0 || n > qs) throw pvError('PV_ERR_INVALID_ARG', `a chain has 1..${qs} buffers, got ${n}`);
+  let total = 0;
+  let wcap = 0;
+  for (const b of readable) total += checkBuffer(b, memBytes);
+  for (const b of writable) wcap += checkBuffer(b, memBytes);
+  if (total + wcap > TWO_32) throw pvError('PV_ERR_INVALID_ARG', `chain of ${total + wcap} bytes exceeds 2^32`);
+  return wcap;
+}
+
 /** Returns `b.len` if `b` is a u32-long range inside `memBytes` of guest memory. */
 export function checkBuffer(b: VirtqBuffer, memBytes: number): number {
   const { addr, len } = b;

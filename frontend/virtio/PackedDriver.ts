@@ -46,7 +46,7 @@ import {
   VRING_PACKED_EVENT_FLAG_ENABLE,
 } from '../../protocol/virtio/PackedRing.js';
 import { HOST_IS_LITTLE_ENDIAN } from '../../protocol/virtio/SplitRing.js';
-import { checkBuffer, checkIndirectTable, checkQueuePlacement } from './Buffers.js';
+import { checkChain, checkIndirectTable, checkQueuePlacement } from './Buffers.js';
 import { type SplitDriverOptions, type UsedBuffer, UsedLenError, type VirtqBuffer } from './SplitDriver.js';
 
 const TWO_32 = 2 ** 32;
@@ -135,15 +135,8 @@ export class PackedDriver<T> {
     token: T,
     indirectTable?: GuestPhysAddr,
   ): number {
+    const wcap = checkChain(readable, writable, this.size, this._memBytes);
     const n = readable.length + writable.length;
-    if (n === 0 || n > this.size) {
-      throw pvError('PV_ERR_INVALID_ARG', `a chain has 1..${this.size} buffers (VIRTIO 1.2 §2.8.6), got ${n}`);
-    }
-    let total = 0;
-    let wcap = 0;
-    for (const b of readable) total += checkBuffer(b, this._memBytes);
-    for (const b of writable) wcap += checkBuffer(b, this._memBytes);
-    if (total + wcap > TWO_32) throw pvError('PV_ERR_INVALID_ARG', `chain of ${total + wcap} bytes exceeds 2^32`);
     const slots = indirectTable === undefined ? n : 1;
     if (indirectTable !== undefined && !this.indirect) {
       throw pvError('PV_ERR_NOT_SUPPORTED', 'VIRTIO_F_INDIRECT_DESC was not negotiated');

@@ -42,7 +42,7 @@ import {
   VIRTQ_USED_F_NO_NOTIFY,
   vringNeedEvent,
 } from '../../protocol/virtio/SplitRing.js';
-import { checkBuffer, checkIndirectTable, checkQueuePlacement, type VirtqBuffer } from './Buffers.js';
+import { checkChain, checkIndirectTable, checkQueuePlacement, type VirtqBuffer } from './Buffers.js';
 
 export type { VirtqBuffer } from './Buffers.js';
 
@@ -168,15 +168,8 @@ export class SplitDriver<T> {
     token: T,
     indirectTable?: GuestPhysAddr,
   ): number {
+    const wcap = checkChain(readable, writable, this.size, this._memBytes);
     const n = readable.length + writable.length;
-    if (n === 0 || n > this.size) {
-      throw pvError('PV_ERR_INVALID_ARG', `a chain has 1..${this.size} buffers (VIRTIO 1.2 §2.7.5.2), got ${n}`);
-    }
-    let total = 0;
-    let wcap = 0;
-    for (const b of readable) total += checkBuffer(b, this._memBytes);
-    for (const b of writable) wcap += checkBuffer(b, this._memBytes);
-    if (total + wcap > TWO_32) throw pvError('PV_ERR_INVALID_ARG', `chain of ${total + wcap} bytes exceeds 2^32`);
     let head: number;
     if (indirectTable === undefined) {
       if (n > this._numFree) throw pvError('PV_ERR_RING_FULL', `${n} descriptors needed, ${this._numFree} free`);
