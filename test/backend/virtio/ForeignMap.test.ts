@@ -12,7 +12,7 @@ import { SharedArrayGuestMemory } from '../../../hypervisor-sim/memory/SharedArr
 import { SimForeignOps } from '../../../hypervisor-sim/memory/SimForeignOps.js';
 import type { ForeignMemoryOps, ForeignRegion } from '../../../protocol/Hypercalls.js';
 import { type DomId, type GuestPhysAddr, PAGE_SIZE } from '../../../protocol/Types.js';
-import { virtioCode } from './VirtioCode.js';
+import { virtioCode } from './VirtioAsserts.js';
 
 const DOM0 = 0 as DomId;
 const GUEST = 3 as DomId;

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { GuestMemoryMap, type MemRegion, newTranslation } from '../../../backend/virtio/GuestMemoryMap.js';
 import { guestPhysAddr } from '../../../protocol/Types.js';
-import { virtioCode } from './VirtioCode.js';
+import { virtioCode } from './VirtioAsserts.js';
 
 const sab = new SharedArrayBuffer(0x4000);
 const g = guestPhysAddr;

@@ -18,7 +18,7 @@ import {
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
 } from '../../../protocol/virtio/SplitRing.js';
-import { virtioCode } from './VirtioCode.js';
+import { assertIovecInside, virtioCode } from './VirtioAsserts.js';
 
 const PLAIN: SplitFeatures = { indirectDesc: false, eventIdx: false };
 const EVENT_IDX: SplitFeatures = { indirectDesc: true, eventIdx: true };
@@ -266,19 +266,7 @@ describe('SplitDevice: a concurrent mutator rewrites the descriptor table and av
         continue;
       }
       if (head < 0) continue;
-      const segs = iov.readableCount + iov.writableCount;
-      let r = 0;
-      let w = 0;
-      for (let i = 0; i < segs; i++) {
-        const write = i >= iov.readableCount;
-        const region = ram.regionAt(iov.gpa(i), iov.len(i));
-        assert.ok(region, `segment ${i} at 0x${iov.gpa(i).toString(16)}+${iov.len(i)} is outside guest memory`);
-        assert.ok(!(write && region.readOnly), 'a writable segment in the read-only region');
-        if (write) w += iov.len(i);
-        else r += iov.len(i);
-      }
-      assert.deepEqual([r, w], [iov.readableBytes, iov.writableBytes], 'totals are the sums of the copies');
-      assert.ok(r + w <= 2 ** 32);
+      assertIovecInside(iov, ram);
       iov.write(0, fill, 0, fill.length);
       dev.pushUsed(head, Math.min(fill.length, iov.writableBytes));
       served++;
