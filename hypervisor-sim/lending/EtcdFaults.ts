@@ -9,7 +9,7 @@
  * breaker buys nothing but that window. pvio keeps a breaker (it stops a dead endpoint from being
  * hammered) but probes again after HALF_OPEN_MS, and the global retry also waits out an open
  * breaker with a capped doubling backoff, so a call made during a short outage blocks for at most
- * ≈ RETRY_BUDGET_MS and then fails with etcd's own error.
+ * ≈ 3.5 s (50 + 100 + 200 + 400 + 800 + 1000 + 1000 ms) and then fails with etcd's own error.
  */
 
 import {
@@ -25,23 +25,14 @@ import {
 import { type IOptions, isRecoverableError } from 'etcd3';
 
 /** A probe call goes through this long after the breaker opened. */
-export const HALF_OPEN_MS = 200;
+const HALF_OPEN_MS = 200;
 /** Consecutive recoverable failures that open the breaker. */
-export const BREAK_AFTER = 5;
+const BREAK_AFTER = 5;
 /** Retries of one call after its first attempt. */
-export const MAX_RETRIES = 7;
+const MAX_RETRIES = 7;
 /** First and largest retry delay. */
-export const RETRY_MIN_MS = 50;
-export const RETRY_MAX_MS = 1000;
-/** Sum of the retry delays: how long one call may wait for etcd before failing. */
-export const RETRY_BUDGET_MS = retryDelays().reduce((a, b) => a + b, 0);
-
-/** The delays between attempts, in order (cockatiel's ExponentialBackoff without jitter). */
-export function retryDelays(): number[] {
-  const out: number[] = [];
-  for (let i = 0, d = RETRY_MIN_MS; i < MAX_RETRIES; i++, d = Math.min(RETRY_MAX_MS, d * 2)) out.push(d);
-  return out;
-}
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 1000;
 
 /** etcd3 `faultHandling` for pvio's clients; `watchBackoff` is the watch stream's reconnect delay. */
 export function etcdFaultHandling(watchBackoff?: IBackoff<unknown>): NonNullable<IOptions['faultHandling']> {
