@@ -32,9 +32,7 @@ export const ADV_REGIONS: readonly RamRegion[] = [
 
 /** The queue's GPA. */
 export const ADV_QUEUE = 0;
-/** Largest queue size a case picks (its block must fit below ADV_TABLES). */
-export const ADV_MAX_QS = 64;
-/** Queue sizes a case picks from. */
+/** Queue sizes a case picks from (the largest block must fit below ADV_TABLES). */
 export const ADV_SIZES: readonly number[] = [1, 2, 4, 8, 16, 32, 64];
 /** Indirect table slots of 1 KiB: 16 writable, 8 read-only. */
 export const ADV_TABLES: readonly number[] = [

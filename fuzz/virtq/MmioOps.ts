@@ -26,10 +26,8 @@ export type Post =
   | { readonly kind: 'features'; readonly wanted: bigint }
   | { readonly kind: 'kick'; readonly q: number };
 
-/** Queue blocks for well-formed placements: 8 × 512 bytes at gpa 0 (splitLayout(16) needs 430). */
+/** Queue blocks for well-formed placements: 8 × 512 bytes at gpa 0, each for QueueNum ≤ 16 (splitLayout(16) needs 430). */
 export const QUEUE_SLOTS: readonly number[] = Array.from({ length: 8 }, (_, i) => 0x200 * i);
-/** Largest QueueNum a slot holds. */
-export const SLOT_MAX_QS = 16;
 
 /** The status sequence of §3.1.1, each value adding one bit. */
 const STEPS = [1, 3, 11, 15];
