@@ -25,6 +25,7 @@ import { waitForShutdown } from '../protocol/xenbus/control.js';
 import { BlkBackend } from './blk/BlkBackend.js';
 import { NvmeBlockDevice } from './blk/NvmeBlockDevice.js';
 import { type BackendNic, RdmaBackend } from './rdma/RdmaBackend.js';
+import { VirtioRdmaBackend } from './rdma/virtio/VirtioRdmaBackend.js';
 import { RingServer } from './ring/RingServer.js';
 import { BackendDirWatcher } from './xenbus/BackendDirWatcher.js';
 
@@ -88,6 +89,8 @@ export default async function main(env: DomainEnv): Promise<Record<string, unkno
     return ssd.dev;
   };
   const blk = ssds.length === 0 ? undefined : new BlkBackend(hc, server, ssdFor, log);
+  const virtio =
+    rdma === undefined ? undefined : new VirtioRdmaBackend(hc, rdma, server, { log, batchLimit: args.batchLimit });
   const watchers: BackendDirWatcher[] = [];
   if (rdma !== undefined) watchers.push(new BackendDirWatcher(hc.store, hc.domid, VRDMA_DEVICE_TYPE, rdma.hooks));
   if (blk !== undefined) watchers.push(new BackendDirWatcher(hc.store, hc.domid, VBD_DEVICE_TYPE, blk.hooks));
@@ -102,18 +105,21 @@ export default async function main(env: DomainEnv): Promise<Record<string, unkno
   let result: Record<string, unknown>;
   try {
     for (const w of watchers) await w.start();
+    await virtio?.start();
     const stopped = waitForShutdown(hc.store, hc.domid).then(() => server.stop());
     await server.run();
     await stopped;
     // What guests left behind when the shutdown came: after every guest closed or died, nothing.
     const atShutdown = {
-      connections: (rdma?.connections ?? 0) + (blk?.connections ?? 0),
-      liveMappings: hc.grant.liveMappings(),
+      connections: (rdma?.connections ?? 0) + (blk?.connections ?? 0) + (virtio?.connections ?? 0),
+      liveMappings: hc.grant.liveMappings() + (hc.foreign?.liveDeviceMappings() ?? 0),
     };
     for (const w of watchers) await w.stop();
+    await virtio?.stop();
     const blkTotals = blk?.totals();
     result = {
       rdma: rdma === undefined ? undefined : { ...rdma.stats, nics: nics.map((n) => n.name) },
+      virtio: virtio === undefined ? undefined : { ...virtio.stats },
       blk:
         blkTotals === undefined
           ? undefined
@@ -125,7 +131,7 @@ export default async function main(env: DomainEnv): Promise<Record<string, unkno
             },
       connectionsAtShutdown: atShutdown.connections,
       liveMappingsAtShutdown: atShutdown.liveMappings,
-      liveMappings: hc.grant.liveMappings(),
+      liveMappings: hc.grant.liveMappings() + (hc.foreign?.liveDeviceMappings() ?? 0),
       watcherErrors: watchers.flatMap((w) => w.errors.map((e) => e.message)),
       server: { ...server.stats },
     };

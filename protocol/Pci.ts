@@ -37,7 +37,7 @@ export interface PciFunction {
 }
 
 /** How a domain reaches a device it was given. */
-export type Transport = 'paravirt' | 'paravirt-copy' | 'passthrough' | 'native' | 'tcp';
+export type Transport = 'paravirt' | 'paravirt-copy' | 'virtio' | 'virtio-packed' | 'passthrough' | 'native' | 'tcp';
 
 /** One device attached to a domain, as the scenario described it. */
 export interface DeviceAttachment {

@@ -12,7 +12,7 @@
 
 import type { RdmaNicDriver } from '../../drivers/rdma-nic/RdmaNicDriver.js';
 import type { DriverCq, DriverMr } from '../../drivers/rdma-nic/Types.js';
-import type { GrantMapping, Hypercalls } from '../../protocol/Hypercalls.js';
+import type { Hypercalls } from '../../protocol/Hypercalls.js';
 import type { VrdmaMode } from '../../protocol/rdma/pv/PvConstants.js';
 import type { QpCap } from '../../protocol/rdma/Verbs.js';
 import type { DomId } from '../../protocol/Types.js';
@@ -34,6 +34,21 @@ export interface ServedNic {
   readonly doorbells: Doorbells;
 }
 
+/**
+ * Guest pages mapped (for the NIC, or for us): a grant mapping, or with virtio-rdma a foreign
+ * device mapping. `release` unmaps; it is called once, at DeregMr / DestroyCq or teardown.
+ */
+export interface PageMapping {
+  release(): void;
+}
+
+/**
+ * How a guest names its memory: `grant` (vrdma: grant refs, mapped with the guest's consent page
+ * by page) or `gpa` (virtio-rdma: guest-physical addresses, mapped through the privileged
+ * foreign map; protocol/rdma/virtio/VirtioRdma.ts).
+ */
+export type GuestAddressing = 'grant' | 'gpa';
+
 /** A guest PD: one device PD per guest PD, so the NIC's PD checks isolate guests. */
 export interface PdRec {
   readonly pdn: number;
@@ -51,10 +66,10 @@ export interface MrRec {
   readonly length: number;
   readonly access: number;
   readonly npages: number;
-  /** Grant refs of the pages, in order (copy mode copies through them per operation). */
+  /** Grant refs of the pages, in order (copy mode copies through them per operation; empty for `gpa`). */
   readonly refs: Uint32Array;
   /** Device mapping of the pages (zero-copy mode, or copy mode with remote access). */
-  readonly mapping: GrantMapping | undefined;
+  readonly mapping: PageMapping | undefined;
   /** The device registration behind `mapping`. */
   readonly dev: DriverMr | undefined;
   /** The keys the guest was given. */
@@ -66,7 +81,7 @@ export interface MrRec {
 export interface CqRec {
   readonly entries: number;
   /** The guest's ring pages, mapped (for the device in zero-copy mode, for us in copy mode). */
-  readonly mapping: GrantMapping;
+  readonly mapping: PageMapping;
   /** The device CQ: on the guest's ring (zero-copy) or on a ring in driver memory (copy). */
   readonly cqn: number;
   /** QPs using it (DestroyCq is refused while > 0). */
@@ -131,6 +146,7 @@ export class GuestSession {
     readonly mode: VrdmaMode,
     readonly nic: ServedNic,
     readonly limits: VrdmaLimits,
+    readonly addressing: GuestAddressing = 'grant',
   ) {
     this.pds = new HandleTable('PD', limits.maxPd);
     this.mrs = new HandleTable('MR', limits.maxMr);
@@ -166,7 +182,6 @@ export class GuestSession {
       }
     };
     const d = this.driver;
-    const g = this.hc.grant;
     for (const [h, qp] of this.qps.entries()) {
       attempt(`QP ${h}`, () => d.destroyQp(qp.qpn));
       this.copy?.forgetQp(qp);
@@ -174,14 +189,14 @@ export class GuestSession {
     }
     for (const [h, cq] of this.cqs.entries()) {
       attempt(`CQ ${h}`, () => d.destroyCq(cq.cqn));
-      attempt(`CQ ${h} ring`, () => g.unmapGrant(cq.mapping.handle));
+      attempt(`CQ ${h} ring`, () => cq.mapping.release());
       this.cqs.delete(h);
     }
     for (const [h, mr] of this.mrs.entries()) {
       const dev = mr.dev;
       if (dev) attempt(`MR ${h}`, () => d.deregMr(dev.lkey));
       const mapping = mr.mapping;
-      if (mapping) attempt(`MR ${h} pages`, () => g.unmapGrant(mapping.handle));
+      if (mapping) attempt(`MR ${h} pages`, () => mapping.release());
       this.mrs.delete(h);
     }
     this.mrByLkey.clear();

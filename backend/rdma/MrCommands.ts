@@ -15,6 +15,12 @@
  *    at registration that the guest granted these pages to us with the access it claims.
  * Any grant failure — a ref that is foreign, revoked, read-only for a writable MR, or not
  * contiguous — is PV_ERR_RDMA_BAD_MEMORY: a guest cannot register memory it does not own.
+ *
+ * A `gpa` session (virtio-rdma) names the MR by its guest-physical range and sends no refs: the
+ * range is mapped for the NIC through the privileged foreign map (`mapGuestRange`), which checks
+ * it lies inside the guest's memory without adding the two numbers first; a range outside it is
+ * PV_ERR_RDMA_BAD_MEMORY too. There is no consent page by page: what a guest may register is its
+ * own memory, all of it, as with vhost.
  */
 
 import { type PvError, pvError } from '../../protocol/errors.js';
@@ -22,8 +28,8 @@ import type { GrantMapping } from '../../protocol/Hypercalls.js';
 import type { CtrlCommand, CtrlResult } from '../../protocol/rdma/pv/CtrlSchema.js';
 import { indirectPagesFor, PV_MAX_MR_PAGES, pagesSpanned } from '../../protocol/rdma/pv/PvConstants.js';
 import { ACCESS_MASK, Access } from '../../protocol/rdma/Verbs.js';
-import { type GrantRef, iova, PAGE_SIZE } from '../../protocol/Types.js';
-import type { GuestSession, MrRec } from './GuestSession.js';
+import { type GrantRef, type GuestPhysAddr, iova, PAGE_SIZE } from '../../protocol/Types.js';
+import type { GuestSession, MrRec, PageMapping } from './GuestSession.js';
 
 type RegMrCmd = Extract<CtrlCommand, { kind: 'regMr' }>;
 
@@ -38,15 +44,20 @@ function badMemory(err: unknown, what: string): PvError {
   return pvError('PV_ERR_RDMA_BAD_MEMORY', `${what}: ${why}`);
 }
 
+/** A grant mapping as the session keeps it. */
+export function grantPages(s: GuestSession, m: GrantMapping): PageMapping {
+  return { release: () => s.hc.grant.unmapGrant(m.handle) };
+}
+
 /**
  * Maps guest pages for the session's NIC; returns the mapping and the device address of its
- * first byte. PV_ERR_RDMA_BAD_MEMORY if the guest's grants do not allow it.
+ * first page. PV_ERR_RDMA_BAD_MEMORY if the guest's grants do not allow it.
  */
 export function mapForDevice(
   s: GuestSession,
   refs: readonly GrantRef[],
   writable: boolean,
-): { mapping: GrantMapping; iova: number } {
+): { mapping: PageMapping; iova: number } {
   let mapping: GrantMapping;
   try {
     mapping = s.hc.grant.mapGrants(s.front, refs, writable, { device: s.nic.name });
@@ -57,7 +68,28 @@ export function mapForDevice(
     s.hc.grant.unmapGrant(mapping.handle);
     throw pvError('PV_ERR_RDMA_BAD_MEMORY', `the grant map for ${s.nic.name} returned no device address`);
   }
-  return { mapping, iova: mapping.deviceAddr };
+  return { mapping: grantPages(s, mapping), iova: mapping.deviceAddr };
+}
+
+/**
+ * A `gpa` session: maps `[gpa, gpa + len)` of the guest for the session's NIC through the foreign
+ * map; returns the mapping and the device address of `gpa` itself (not of its page).
+ * PV_ERR_RDMA_BAD_MEMORY for a range outside the guest's memory.
+ */
+export function mapGuestRange(
+  s: GuestSession,
+  gpa: number,
+  len: number,
+  writable: boolean,
+): { mapping: PageMapping; iova: number } {
+  const foreign = s.hc.foreign;
+  if (foreign === undefined) throw pvError('PV_ERR_CONFIG', 'a gpa session needs the privileged foreign map');
+  try {
+    const m = foreign.mapForDevice(s.front, gpa as GuestPhysAddr, len, writable, s.nic.name);
+    return { mapping: { release: () => foreign.unmapForDevice(m.handle) }, iova: m.deviceAddr };
+  } catch (err) {
+    throw badMemory(err, `cannot map [${gpa}, +${len}) of dom${s.front} for ${s.nic.name}`);
+  }
 }
 
 /** Reads `npages` refs from the indirect pages (mapped read-only, copied once, unmapped). */
@@ -93,26 +125,34 @@ export function regMr(s: GuestSession, c: RegMrCmd): CtrlResult {
   if (npages > PV_MAX_MR_PAGES)
     throw pvError('PV_ERR_BAD_LENGTH', `MR spans ${npages} pages (at most ${PV_MAX_MR_PAGES})`);
   if (c.npages !== npages) throw pvError('PV_ERR_BAD_REQUEST', `MR spans ${npages} pages, request says ${c.npages}`);
-  if (c.indirectRefs.length !== indirectPagesFor(npages)) {
-    throw pvError('PV_ERR_BAD_REQUEST', `${npages} refs need ${indirectPagesFor(npages)} indirect page(s)`);
+  const byGpa = s.addressing === 'gpa';
+  const wantIndirect = byGpa ? 0 : indirectPagesFor(npages);
+  if (c.indirectRefs.length !== wantIndirect) {
+    throw pvError(
+      'PV_ERR_BAD_REQUEST',
+      byGpa ? 'virtio-rdma registers an MR by its address: no refs' : `${npages} refs need ${wantIndirect} indirect page(s)`,
+    );
   }
   if (s.pinnedPages + npages > s.limits.maxPinnedPages) {
     throw pvError('PV_ERR_LIMIT', `MR of ${npages} pages: the guest may pin ${s.limits.maxPinnedPages} pages`);
   }
   if (s.mrs.size >= s.mrs.capacity) throw pvError('PV_ERR_LIMIT', `a guest may hold at most ${s.mrs.capacity} MRs`);
 
-  const refs = readIndirect(s, c.indirectRefs, npages);
+  const refs = byGpa ? new Uint32Array(0) : readIndirect(s, c.indirectRefs, npages);
   const refList = Array.from(refs) as GrantRef[];
   const writable = (access & WRITE_ACCESS) !== 0;
-  let mapping: GrantMapping | undefined;
+  let mapping: PageMapping | undefined;
   let dev: MrRec['dev'];
   if (s.mode === 'zero-copy' || (access & REMOTE_ACCESS) !== 0) {
-    const m = mapForDevice(s, refList, writable);
+    // INVARIANT: a gpa session is zero-copy (VirtioRdmaBackend), so it always takes this branch.
+    // The grant map's device address is its first page's; the foreign map's is the byte's.
+    const m = byGpa ? mapGuestRange(s, c.addr, c.length, writable) : mapForDevice(s, refList, writable);
+    const va = byGpa ? m.iova : m.iova + (c.addr % PAGE_SIZE);
     mapping = m.mapping;
     try {
-      dev = s.driver.regMr(pd.pdn, c.addr, c.length, access, iova(m.iova + (c.addr % PAGE_SIZE)));
+      dev = s.driver.regMr(pd.pdn, c.addr, c.length, access, iova(va));
     } catch (err) {
-      s.hc.grant.unmapGrant(mapping.handle);
+      mapping.release();
       throw err;
     }
   } else {
@@ -150,7 +190,7 @@ export function regMr(s: GuestSession, c: RegMrCmd): CtrlResult {
 export function deregMr(s: GuestSession, handle: number): void {
   const mr = s.mrs.require(handle);
   if (mr.dev) s.driver.deregMr(mr.dev.lkey);
-  if (mr.mapping) s.hc.grant.unmapGrant(mr.mapping.handle);
+  mr.mapping?.release();
   s.mrs.delete(handle);
   s.mrByLkey.delete(mr.lkey);
   mr.pd.users--;

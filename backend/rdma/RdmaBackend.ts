@@ -107,6 +107,7 @@ export class RdmaBackend {
   private readonly _featureCopy: boolean;
   private readonly _log: (line: string) => void;
   private readonly _doorbellLogged = new Set<string>();
+  private readonly _doorbells: Doorbells;
 
   constructor(
     private readonly _hc: Hypercalls,
@@ -117,6 +118,7 @@ export class RdmaBackend {
     if (nics.length === 0) throw pvError('PV_ERR_CONFIG', 'the RDMA backend needs at least one rdma-nic');
     this.limits = resolveLimits(opts.limits);
     const doorbells = new Doorbells(nics.map((n) => n.driver));
+    this._doorbells = doorbells;
     this.nics = nics.map((n, index) => ({
       name: n.name,
       driver: n.driver,
@@ -133,26 +135,38 @@ export class RdmaBackend {
     // queues first (Doorbells.ts).
     _server.addPoller({
       poll: () => {
-        try {
-          doorbells.flush();
-        } catch (err) {
-          // A NIC that went away under us (a lent NIC returned by force: PV_ERR_LEND_REVOKED)
-          // refuses its doorbells. That must not end the serving loop (every guest of this
-          // domain would lose its backend): ring the other NICs one by one, count it, go on.
-          // The guests of that NIC see their WRs flushed and later ones refused (error WCs).
-          this._doorbellFault(err);
-          for (const n of this.nics) {
-            try {
-              n.driver.flush();
-            } catch (e) {
-              this._doorbellFault(e);
-            }
-          }
-        }
+        this.ringDoorbells();
         return 0;
       },
       outstanding: () => false,
     });
+  }
+
+  /** The NIC used when a frontend names none. */
+  get defaultNic(): ServedNic {
+    return this._default;
+  }
+
+  /**
+   * Rings every doorbell owed (once per queue, receive queues first). A NIC that went away under
+   * us (a lent NIC returned by force: PV_ERR_LEND_REVOKED) refuses its doorbells. That must not
+   * end the serving loop (every guest of this domain would lose its backend): the other NICs are
+   * rung one by one and it is counted. The guests of that NIC see their WRs flushed and later
+   * ones refused (error WCs). Also called by the virtio-rdma service after its own poll.
+   */
+  ringDoorbells(): void {
+    try {
+      this._doorbells.flush();
+    } catch (err) {
+      this._doorbellFault(err);
+      for (const n of this.nics) {
+        try {
+          n.driver.flush();
+        } catch (e) {
+          this._doorbellFault(e);
+        }
+      }
+    }
   }
 
   /** The session of `front`'s device `devid`, if connected (tests and monitors). */

@@ -1,5 +1,6 @@
 /**
- * Driver-domain program serving the `vrdma` device (paravirt and paravirt-copy transports) to
+ * Driver-domain program serving the `vrdma` device (paravirt and paravirt-copy transports) and
+ * the `virtio-rdma` device (virtio and virtio-packed; virtio/VirtioRdmaBackend.ts) to
  * every frontend the toolstack attaches: it attaches the native driver to each rdma-nic this
  * domain owns (`env.devices` entries with a PCI function), runs the backend service
  * (RdmaBackend.ts) under one RingServer loop until the host writes `control/shutdown`, then
@@ -18,6 +19,7 @@ import { waitForShutdown } from '../../protocol/xenbus/control.js';
 import { RingServer } from '../ring/RingServer.js';
 import { BackendDirWatcher } from '../xenbus/BackendDirWatcher.js';
 import { type BackendNic, RdmaBackend } from './RdmaBackend.js';
+import { VirtioRdmaBackend } from './virtio/VirtioRdmaBackend.js';
 
 /** Arguments of the backend program. */
 export interface RdmaBackendArgs {
@@ -53,12 +55,17 @@ export default async function main(env: DomainEnv): Promise<Record<string, unkno
   });
   const watcher = new BackendDirWatcher(hc.store, hc.domid, VRDMA_DEVICE_TYPE, backend.hooks);
   await watcher.start();
+  // virtio-rdma devices on the same NICs, limits and loop (VirtioRdmaBackend.ts).
+  const virtio = new VirtioRdmaBackend(hc, backend, server, { log: (line) => env.log(line), batchLimit: args.batchLimit });
+  await virtio.start();
   const stopped = waitForShutdown(hc.store, hc.domid).then(() => server.stop());
   await server.run();
   await stopped;
   // What guests left behind when the shutdown came: after every guest closed or died, nothing.
-  const atShutdown = { connections: backend.connections, liveMappings: hc.grant.liveMappings() };
+  const liveMappings = (): number => hc.grant.liveMappings() + (hc.foreign?.liveDeviceMappings() ?? 0);
+  const atShutdown = { connections: backend.connections + virtio.connections, liveMappings: liveMappings() };
   await watcher.stop();
+  await virtio.stop();
   backend.close();
   const closeErrors: string[] = [];
   for (const n of nics) {
@@ -72,8 +79,9 @@ export default async function main(env: DomainEnv): Promise<Record<string, unkno
     ...backend.stats,
     connectionsAtShutdown: atShutdown.connections,
     liveMappingsAtShutdown: atShutdown.liveMappings,
+    virtio: { ...virtio.stats },
     nics: nics.map((n) => n.name),
-    liveMappings: hc.grant.liveMappings(),
+    liveMappings: liveMappings(),
     watcherErrors: watcher.errors.map((e) => e.message),
     closeErrors,
     server: { ...server.stats },

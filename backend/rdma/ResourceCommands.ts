@@ -20,7 +20,7 @@ import type { CtrlCommand, CtrlResult } from '../../protocol/rdma/pv/CtrlSchema.
 import { Access, QP_ATTR_KNOWN_MASK, type QpAttr, QpAttrMask, QpState } from '../../protocol/rdma/Verbs.js';
 import { type GrantRef, iova, PAGE_SIZE } from '../../protocol/Types.js';
 import type { CqRec, GuestSession, PdRec, QpRec } from './GuestSession.js';
-import { mapForDevice } from './MrCommands.js';
+import { grantPages, mapForDevice, mapGuestRange } from './MrCommands.js';
 
 type CreateCqCmd = Extract<CtrlCommand, { kind: 'createCq' }>;
 type CreateQpCmd = Extract<CtrlCommand, { kind: 'createQp' }>;
@@ -70,22 +70,30 @@ export function createCq(s: GuestSession, c: CreateCqCmd): CtrlResult {
   if (entries > s.nic.maxCqe) throw pvError('PV_ERR_LIMIT', `CQ of ${entries} entries (at most ${s.nic.maxCqe})`);
   const bytes = cqBytes(entries);
   const pages = Math.ceil(bytes / PAGE_SIZE);
-  if (c.ringRefs.length !== pages) {
+  const byGpa = s.addressing === 'gpa';
+  if (c.ringRefs.length !== (byGpa ? 0 : pages)) {
     throw pvError(
       'PV_ERR_BAD_REQUEST',
-      `a ${entries}-entry CQ ring is ${pages} page(s), got ${c.ringRefs.length} refs`,
+      byGpa
+        ? 'virtio-rdma names a CQ ring by its address: no refs'
+        : `a ${entries}-entry CQ ring is ${pages} page(s), got ${c.ringRefs.length} refs`,
     );
+  }
+  const ringGpa = c.ringGpa ?? 0;
+  if (byGpa && (ringGpa <= 0 || ringGpa % PAGE_SIZE !== 0)) {
+    // -1 (not a safe u64) and 0 are refused too: page 0 is never a CQ ring of a live guest.
+    throw pvError('PV_ERR_RDMA_BAD_MEMORY', `CQ ring address ${ringGpa} is not a page-aligned guest address`);
   }
   if (s.cqs.size >= s.cqs.capacity) throw pvError('PV_ERR_LIMIT', `a guest may hold at most ${s.cqs.capacity} CQs`);
   const refs = c.ringRefs as readonly GrantRef[];
   let rec: CqRec;
   if (s.mode === 'zero-copy') {
-    const { mapping, iova: ringIova } = mapForDevice(s, refs, true);
+    const { mapping, iova: ringIova } = byGpa ? mapGuestRange(s, ringGpa, bytes, true) : mapForDevice(s, refs, true);
     let cqn: number;
     try {
       cqn = s.driver.createCqAt(entries, iova(ringIova));
     } catch (err) {
-      s.hc.grant.unmapGrant(mapping.handle);
+      mapping.release();
       throw err;
     }
     rec = { entries, mapping, cqn, users: 0, devCq: undefined, guestWords: undefined, prod: 0, overflows: 0 };
@@ -108,7 +116,16 @@ export function createCq(s: GuestSession, c: CreateCqCmd): CtrlResult {
     }
     // INVARIANT: the mapping starts on a page boundary, so the view is 4-aligned.
     const guestWords = new Int32Array(mapping.view.buffer, mapping.view.byteOffset, bytes >> 2);
-    rec = { entries, mapping, cqn: devCq.cqn, users: 0, devCq, guestWords, prod: 0, overflows: 0 };
+    rec = {
+      entries,
+      mapping: grantPages(s, mapping),
+      cqn: devCq.cqn,
+      users: 0,
+      devCq,
+      guestWords,
+      prod: 0,
+      overflows: 0,
+    };
     s.copy?.addCq(rec);
   }
   return { kind: 'cq', cq: s.cqs.add(rec), entries };
@@ -120,7 +137,7 @@ export function destroyCq(s: GuestSession, handle: number): void {
   if (cq.users > 0) throw pvError('PV_ERR_RDMA_BUSY', `CQ ${handle} is used by ${cq.users} QP queue(s)`);
   s.copy?.removeCq(cq);
   s.driver.destroyCq(cq.cqn);
-  s.hc.grant.unmapGrant(cq.mapping.handle);
+  cq.mapping.release();
   s.cqs.delete(handle);
 }
 

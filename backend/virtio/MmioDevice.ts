@@ -46,6 +46,8 @@ import {
 } from '../../protocol/virtio/DeviceStatus.js';
 import {
   DRIVER_WRITABLE,
+  MMIO_CONFIG_WORD,
+  MMIO_CONFIG_WORDS,
   MMIO_MAX_QUEUES,
   MMIO_REG_BYTES,
   MmioReg,
@@ -79,6 +81,13 @@ export interface MmioDeviceOptions {
   readonly queueNumMax?: number;
   /** DeviceID (default PVIO_VIRTIO_DEVICE_ID). */
   readonly deviceId?: number;
+  /**
+   * Where the register block lives (default: a fresh SharedArrayBuffer of its own). virtio-rdma
+   * places it in a page of the guest's memory, reached through the foreign map.
+   */
+  readonly window?: { readonly buffer: SharedArrayBuffer; readonly offset: number };
+  /** The device-specific configuration words (u32, at most MMIO_CONFIG_WORDS), set before probe. */
+  readonly config?: readonly number[];
 }
 
 /** What the device did with one posted register write. */
@@ -97,8 +106,9 @@ export interface MmioServiceResult {
 
 /** The device side of one virtio-mmio device; see the file comment. */
 export class MmioDevice {
-  /** The register block to hand to the guest. */
+  /** The buffer holding the register block (hand it to the guest) and the block's offset in it. */
   readonly regs: SharedArrayBuffer;
+  readonly regsOffset: number;
   readonly numQueues: number;
   readonly queueNumMax: number;
   private readonly _status: VirtioStatusDevice;
@@ -120,20 +130,29 @@ export class MmioDevice {
     if (opts.ringPacked === false && (opts.offered & featureBit(VIRTIO_F_RING_PACKED)) !== 0n) {
       throw pvError('PV_ERR_NOT_SUPPORTED', 'this mmio device was built to serve split virtqueues only');
     }
-    this.regs = new SharedArrayBuffer(MMIO_REG_BYTES);
-    this._status = new VirtioStatusDevice(this.regs, opts.offered);
-    this._w = mmioWords(this.regs);
+    const config = opts.config ?? [];
+    if (config.length > MMIO_CONFIG_WORDS || !config.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)) {
+      throw pvError('PV_ERR_INVALID_ARG', `device config is at most ${MMIO_CONFIG_WORDS} u32 words`);
+    }
+    this.regs = opts.window?.buffer ?? new SharedArrayBuffer(MMIO_REG_BYTES);
+    this.regsOffset = opts.window?.offset ?? 0;
+    // The block is validated (size, alignment) before the status device zeroes its part of it.
+    this._w = mmioWords(this.regs, this.regsOffset);
+    this._w.fill(0);
+    this._status = new VirtioStatusDevice(this.regs, opts.offered, this.regsOffset);
     this._mem = opts.memory;
     this.numQueues = queues;
     this.queueNumMax = max;
     this._queues = Array.from({ length: queues }, newQueueConfig);
     this._kickSeen = new Int32Array(MMIO_MAX_QUEUES);
-    // ORDERING: before the guest is given the block; seq-cst stores keep it simple.
-    Atomics.store(this._w, regWord(MmioReg.MAGIC_VALUE), VIRTIO_MMIO_MAGIC);
+    // ORDERING: MagicValue last: a driver that polls for the magic (a window
+    // in its own memory, set up while it waits) then reads a complete configuration.
+    for (let i = 0; i < config.length; i++) Atomics.store(this._w, MMIO_CONFIG_WORD + i, config[i] | 0);
     Atomics.store(this._w, regWord(MmioReg.VERSION), VIRTIO_MMIO_VERSION);
     Atomics.store(this._w, regWord(MmioReg.DEVICE_ID), opts.deviceId ?? PVIO_VIRTIO_DEVICE_ID);
     Atomics.store(this._w, regWord(MmioReg.VENDOR_ID), PVIO_VIRTIO_VENDOR_ID);
     this._mirror();
+    Atomics.store(this._w, regWord(MmioReg.MAGIC_VALUE), VIRTIO_MMIO_MAGIC);
   }
 
   /** Current Status. */

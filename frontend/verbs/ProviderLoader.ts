@@ -14,6 +14,8 @@ export const PROVIDER_MODULES: Readonly<Record<string, string>> = {
   passthrough: './native/NativeProvider.js',
   paravirt: './paravirt/ParavirtProvider.js',
   'paravirt-copy': './paravirt/ParavirtProvider.js',
+  virtio: './virtio/VirtioProvider.js',
+  'virtio-packed': './virtio/VirtioProvider.js',
   tcp: './tcp/TcpProvider.js',
 };
 

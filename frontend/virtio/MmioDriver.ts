@@ -30,6 +30,8 @@ import {
   VIRTIO_STATUS_FEATURES_OK,
 } from '../../protocol/virtio/DeviceStatus.js';
 import {
+  MMIO_CONFIG_WORD,
+  MMIO_CONFIG_WORDS,
   MMIO_MAX_QUEUES,
   MmioReg,
   MmioWord,
@@ -60,6 +62,18 @@ export interface VirtqDriver<T> {
 
 const TWO_32 = 2 ** 32;
 
+/** Where the register block sits and how the device model hears of an access. */
+export interface MmioDriverOptions {
+  /** Byte offset of the block in `regs` (default 0). */
+  readonly offset?: number;
+  /**
+   * Called after every posted write and kick: the trap of an MMIO store. A device model that
+   * sleeps on something else than the block's doorbell (an event channel: Xen's ioreq server)
+   * is woken through it.
+   */
+  readonly trap?: () => void;
+}
+
 /** The guest's driver for one virtio-mmio device; see the file comment. */
 export class MmioDriver {
   private readonly _w: Int32Array;
@@ -68,14 +82,29 @@ export class MmioDriver {
   private readonly _mem: SharedArrayBuffer;
   private readonly _timeoutMs: number;
   private _negotiated = 0n;
+  private readonly _trap: (() => void) | undefined;
 
-  /** `regs`: the device's register block; `mem`: guest memory (byte offset = guest-physical address). */
-  constructor(regs: SharedArrayBuffer, mem: SharedArrayBuffer, timeoutMs = 1000) {
-    this._w = mmioWords(regs);
-    this._sw = registerWords(regs);
-    this._status = new VirtioStatusDriver(regs);
+  /**
+   * `regs`: the device's register block (at byte `opts.offset`, default 0); `mem`: guest memory
+   * (byte offset = guest-physical address).
+   */
+  constructor(regs: SharedArrayBuffer, mem: SharedArrayBuffer, timeoutMs = 1000, opts: MmioDriverOptions = {}) {
+    const offset = opts.offset ?? 0;
+    this._w = mmioWords(regs, offset);
+    this._sw = registerWords(regs, offset);
+    this._status = new VirtioStatusDriver(regs, offset);
     this._mem = mem;
     this._timeoutMs = timeoutMs;
+    this._trap = opts.trap;
+  }
+
+  /** Word `i` of the device-specific configuration (u32; written by the device before probe). */
+  readConfig(i: number): number {
+    if (!Number.isInteger(i) || i < 0 || i >= MMIO_CONFIG_WORDS) {
+      throw pvError('PV_ERR_INVALID_ARG', `config word ${i} not in [0, ${MMIO_CONFIG_WORDS})`);
+    }
+    // ORDERING: seq-cst load of a device-written word.
+    return Atomics.load(this._w, MMIO_CONFIG_WORD + i) >>> 0;
   }
 
   /** Features accepted at FEATURES_OK (0n before `negotiate`). */
@@ -276,6 +305,8 @@ export class MmioDriver {
     // ORDERING: seq-cst RMW after the posted words, then wake the device sleeping on it.
     Atomics.add(this._w, MmioWord.DOORBELL, 1);
     Atomics.notify(this._w, MmioWord.DOORBELL);
+    // A device model that serves other work too sleeps elsewhere: the trap tells it (ioreq).
+    this._trap?.();
   }
 
   /** Blocks until `done()`, sleeping on `words[at]` while it holds the value before `seq`. */

@@ -9,11 +9,12 @@
  */
 
 import type { DeviceAttachment } from '../../protocol/Pci.js';
+import { VIRTIO_RDMA_DEVICE_TYPE } from '../../protocol/rdma/virtio/VirtioRdma.js';
 import { DOM0 } from '../../protocol/Types.js';
 import { WIRE_IB_EDR, WIRE_IDEAL } from '../devices/rnic/RnicFabric.js';
 import type { DomainResult } from '../domain/Domain.js';
 import { Host, type HostOptions } from '../domain/Host.js';
-import { DEFAULT_NVME_BYTES, type ScenarioSpec, validateScenario } from './ScenarioSpec.js';
+import { DEFAULT_NVME_BYTES, isServedTransport, type ScenarioSpec, validateScenario } from './ScenarioSpec.js';
 
 /** The RDMA backend program (compiled), run in dom0 when a guest uses paravirt. */
 export const RDMA_BACKEND_PROGRAM = new URL('../../backend/rdma/RdmaBackendProgram.js', import.meta.url);
@@ -127,7 +128,7 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
     spec.guests.forEach((g, i) => {
       let vbd = 0;
       for (const d of g.devices ?? []) {
-        if (d.transport === 'paravirt' || d.transport === 'paravirt-copy') served.add(d.device);
+        if (isServedTransport(d.transport)) served.add(d.device);
         if (d.transport === 'paravirt' && d.device.startsWith('nvme')) vbds[`${i + 1}/${vbd++}`] = d.device;
       }
     });
@@ -150,7 +151,8 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
       const pci: Array<{ device: string; iommu: 'translate' | 'bypass' }> = [];
       let devid = 0;
       let vbd = 0;
-      const plug: Array<{ type: 'vrdma' | 'vbd'; devid: number }> = [];
+      let vio = 0;
+      const plug: Array<{ type: string; devid: number }> = [];
       for (const d of g.devices ?? []) {
         if (d.transport === 'passthrough') pci.push({ device: d.device, iommu: 'translate' });
         else if (d.transport === 'native') pci.push({ device: d.device, iommu: 'bypass' });
@@ -160,6 +162,11 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
           attachments.push({ device: d.device, kind: 'nvme', transport: d.transport, devid: vbd, backendDomid: DOM0 });
           plug.push({ type: 'vbd', devid: vbd });
           vbd++;
+        } else if (d.transport === 'virtio' || d.transport === 'virtio-packed') {
+          // virtio-rdma: its own device class (and devid space), probed without xenbus.
+          attachments.push({ device: d.device, kind: 'rdma-nic', transport: d.transport, devid: vio, backendDomid: DOM0 });
+          plug.push({ type: VIRTIO_RDMA_DEVICE_TYPE, devid: vio });
+          vio++;
         } else {
           attachments.push({ device: d.device, kind: 'rdma-nic', transport: d.transport, devid, backendDomid: DOM0 });
           plug.push({ type: 'vrdma', devid });

@@ -9,7 +9,23 @@ import { pvError } from '../../protocol/errors.js';
 import type { Transport } from '../../protocol/Pci.js';
 
 /** The transports a guest may use to reach an RDMA NIC. */
-export const TRANSPORTS: readonly Transport[] = ['paravirt', 'paravirt-copy', 'passthrough', 'native', 'tcp'];
+export const TRANSPORTS: readonly Transport[] = [
+  'paravirt',
+  'paravirt-copy',
+  'virtio',
+  'virtio-packed',
+  'passthrough',
+  'native',
+  'tcp',
+];
+/** Transports whose NIC dom0 owns and serves to the guest (vrdma rings or virtio-rdma queues). */
+export const SERVED_TRANSPORTS: readonly Transport[] = ['paravirt', 'paravirt-copy', 'virtio', 'virtio-packed'];
+
+/** True when dom0 serves the device to the guest over `t` (see SERVED_TRANSPORTS). */
+export function isServedTransport(t: Transport): boolean {
+  return SERVED_TRANSPORTS.includes(t);
+}
+
 /** The transports a guest may use to reach an NVMe SSD (paravirt = a vbd served by dom0's blkback). */
 export const BLOCK_TRANSPORTS: readonly Transport[] = ['paravirt', 'passthrough', 'native'];
 
@@ -189,7 +205,7 @@ export function validateScenario(spec: ScenarioSpec): void {
   spec.guests.forEach((g, i) => {
     const devices: readonly GuestDeviceSpec[] = g.devices ?? [];
     devices.forEach((d, j) => {
-      if ((d.transport === 'paravirt' || d.transport === 'paravirt-copy') && owners.has(d.device)) {
+      if (isServedTransport(d.transport) && owners.has(d.device)) {
         fail(
           `guests[${i}].devices[${j}].transport`,
           `${d.device} cannot be used by '${g.name}' through ${d.transport}: it is ${owners.get(d.device)}, not the driver domain's`,

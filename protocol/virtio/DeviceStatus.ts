@@ -86,12 +86,15 @@ const NEXT_BIT = new Map<number, number>([
   [VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, VIRTIO_STATUS_DRIVER_OK],
 ]);
 
-/** The register block of `regs` as Int32 words (PV_ERR_VIRTQ_LAYOUT if it is too small). */
-export function registerWords(regs: SharedArrayBuffer): Int32Array {
-  if (regs.byteLength < STATUS_REG_BYTES) {
-    throw pvError('PV_ERR_VIRTQ_LAYOUT', `status registers need ${STATUS_REG_BYTES} bytes, got ${regs.byteLength}`);
+/**
+ * The register block at byte `offset` of `regs` as Int32 words (PV_ERR_VIRTQ_LAYOUT if it does
+ * not fit; the offset is 4-aligned, checked by the Int32Array).
+ */
+export function registerWords(regs: SharedArrayBuffer, offset = 0): Int32Array {
+  if (!Number.isSafeInteger(offset) || offset < 0 || regs.byteLength - offset < STATUS_REG_BYTES) {
+    throw pvError('PV_ERR_VIRTQ_LAYOUT', `status registers need ${STATUS_REG_BYTES} bytes, got ${regs.byteLength - offset}`);
   }
-  return new Int32Array(regs, 0, STATUS_REG_WORDS);
+  return new Int32Array(regs, offset, STATUS_REG_WORDS);
 }
 
 /** Reads a 64-bit feature register from its two halves. */
@@ -138,13 +141,13 @@ export class VirtioStatusDevice {
     return new VirtioStatusDevice(new SharedArrayBuffer(STATUS_REG_BYTES), offered);
   }
 
-  /** Takes over `regs` (zeroing it: a device starts reset) and offers `offered`. */
-  constructor(regs: SharedArrayBuffer, offered: bigint) {
+  /** Takes over `regs` at byte `offset` (zeroing it: a device starts reset) and offers `offered`. */
+  constructor(regs: SharedArrayBuffer, offered: bigint, offset = 0) {
     if (typeof offered !== 'bigint' || (offered & featureBit(VIRTIO_F_VERSION_1)) === 0n) {
       throw pvError('PV_ERR_INVALID_ARG', 'a virtio 1.x device must offer VIRTIO_F_VERSION_1');
     }
     this.regs = regs;
-    this._words = registerWords(regs);
+    this._words = registerWords(regs, offset);
     this.offered = offered;
     for (let w = 0; w < STATUS_REG_WORDS; w++) {
       // ORDERING: before the driver thread is given the block; seq-cst keeps it simple.

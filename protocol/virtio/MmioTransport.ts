@@ -14,6 +14,9 @@
  * 0x040   16..79  spec window      the §4.2.2 register map: register R of the spec sits at byte
  *                                  MMIO_WINDOW + R, so a DataView at MMIO_WINDOW reads it at R
  * 0x140   80..95  pvio words       mailbox, doorbell, interrupt futex, per-queue kick counters
+ * 0x180   96..127 device config    the device-specific configuration (§4.2.2 puts it at window
+ *                                  0x100; pvio's words sit there, so it follows them): written by
+ *                                  the device only, before the driver probes, read-only to it
  * ```
  * Spec window (offsets from MMIO_WINDOW; every listed word is written by the DEVICE only):
  * ```
@@ -121,8 +124,12 @@ export const enum MmioWord {
   KICK = 88,
 }
 
+/** Int32 word index of the first device-config word. */
+export const MMIO_CONFIG_WORD = MmioWord.KICK + MMIO_MAX_QUEUES;
+/** Words of device config space. */
+export const MMIO_CONFIG_WORDS = 32;
 /** Words of the whole register block. */
-export const MMIO_REG_WORDS = MmioWord.KICK + MMIO_MAX_QUEUES;
+export const MMIO_REG_WORDS = MMIO_CONFIG_WORD + MMIO_CONFIG_WORDS;
 /** Bytes of the whole register block. */
 export const MMIO_REG_BYTES = MMIO_REG_WORDS * 4;
 
@@ -146,12 +153,25 @@ export const DRIVER_WRITABLE: ReadonlySet<number> = new Set<number>([
   MmioReg.QUEUE_DEVICE_HIGH,
 ]);
 
-/** The register block of `regs` as Int32 words (PV_ERR_VIRTQ_LAYOUT if it is too small). */
-export function mmioWords(regs: SharedArrayBuffer): Int32Array {
-  if (!(regs instanceof SharedArrayBuffer) || regs.byteLength < MMIO_REG_BYTES) {
-    throw pvError('PV_ERR_VIRTQ_LAYOUT', `virtio-mmio registers need a ${MMIO_REG_BYTES}-byte SharedArrayBuffer`);
+/**
+ * The register block at byte `offset` of `regs` as Int32 words (PV_ERR_VIRTQ_LAYOUT if it does
+ * not fit or `offset` is not 4-aligned). A block may live inside a larger buffer: virtio-rdma's
+ * window is a page of guest memory (frontend/verbs/virtio).
+ */
+export function mmioWords(regs: SharedArrayBuffer, offset = 0): Int32Array {
+  if (
+    !(regs instanceof SharedArrayBuffer) ||
+    !Number.isSafeInteger(offset) ||
+    offset < 0 ||
+    offset % 4 !== 0 ||
+    offset > regs.byteLength - MMIO_REG_BYTES
+  ) {
+    throw pvError(
+      'PV_ERR_VIRTQ_LAYOUT',
+      `virtio-mmio registers need ${MMIO_REG_BYTES} bytes of a SharedArrayBuffer at a 4-aligned offset`,
+    );
   }
-  return new Int32Array(regs, 0, MMIO_REG_WORDS);
+  return new Int32Array(regs, offset, MMIO_REG_WORDS);
 }
 
 /** A 64-bit guest-physical address from its Low/High register halves (u32 each). */

@@ -33,8 +33,9 @@ export interface StatusWriteResult {
 export class VirtioStatusDriver {
   private readonly _words: Int32Array;
 
-  constructor(regs: SharedArrayBuffer) {
-    this._words = registerWords(regs);
+  /** The driver side of the status block at byte `offset` of `regs`. */
+  constructor(regs: SharedArrayBuffer, offset = 0) {
+    this._words = registerWords(regs, offset);
   }
 
   /** A read of the Status register. */

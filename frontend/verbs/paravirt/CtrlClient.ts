@@ -12,7 +12,7 @@ import { codeFromStatus, errorFromCode, isErrorCode, pvError } from '../../../pr
 import { CtrlCodec } from '../../../protocol/rdma/pv/CtrlCodec.js';
 import type { CtrlCommand, CtrlResult, PvQpAttr } from '../../../protocol/rdma/pv/CtrlSchema.js';
 import type { QpAttr } from '../../../protocol/rdma/Verbs.js';
-import type { PvChannel } from './PvChannel.js';
+import type { RdmaChannel } from './RdmaChannel.js';
 
 /** The result of one kind (`pick('qp')`). */
 type ResultOf<K extends CtrlResult['kind']> = Extract<CtrlResult, { kind: K }>;
@@ -22,7 +22,7 @@ export class CtrlClient {
   private readonly _codec = new CtrlCodec(protobuf);
   private _seq = 0;
 
-  constructor(private readonly _ch: PvChannel) {}
+  constructor(private readonly _ch: RdmaChannel) {}
 
   /** Runs a command that returns nothing. */
   run(cmd: CtrlCommand): void {

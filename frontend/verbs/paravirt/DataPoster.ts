@@ -37,7 +37,7 @@ import {
 } from '../../../protocol/rdma/Wqe.js';
 import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 import type { GuestPhysAddr } from '../../../protocol/Types.js';
-import type { PvChannel } from './PvChannel.js';
+import type { RdmaChannel } from './RdmaChannel.js';
 import { type QpWrs, sendWcOpcode } from './WrTracker.js';
 
 /** What the frontend keeps of a QP to route refusals (and, with `wrs`, to flush it: WrTracker.ts). */
@@ -63,7 +63,7 @@ export class DataPoster {
   private readonly _bytes: Uint8Array;
 
   constructor(
-    private readonly _ch: PvChannel,
+    private readonly _ch: RdmaChannel,
     private readonly _mem: GuestMemory,
     private readonly _qps: ReadonlyMap<number, FrontQp>,
   ) {

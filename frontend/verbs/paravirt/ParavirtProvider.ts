@@ -46,6 +46,7 @@ import { CtrlClient } from './CtrlClient.js';
 import { DataPoster } from './DataPoster.js';
 import type { PvChannel } from './PvChannel.js';
 import { PvGrants } from './PvGrants.js';
+import type { MemoryExport, RdmaChannel, RdmaDeviceHandle } from './RdmaChannel.js';
 import { PvObjects } from './PvObjects.js';
 import { connectVrdma, type Link, type ParavirtOptions, withTimeout } from './VrdmaConnect.js';
 
@@ -63,7 +64,7 @@ export async function openParavirt(
 ): Promise<ParavirtProvider> {
   const c = await connectVrdma(hc, attachment, opts);
   // INVARIANT: Connected implies setup ran (channel) and connected ran (info).
-  const provider = new ParavirtProvider(hc, c.dev, c.link, c.backend, c.transport);
+  const provider = new ParavirtProvider<PvChannel>(hc, c.dev, c.link, new PvGrants(hc, c.backend), c.transport);
   try {
     provider.queryPort();
   } catch (err) {
@@ -80,31 +81,42 @@ export const createProvider: CreateProvider = (env, attachment) => {
   return openParavirt(env.hypercalls, attachment, { spinBudget });
 };
 
-/** A connected paravirtual device; see the file comment. */
-export class ParavirtProvider implements VerbsProvider {
+/** What a provider reads of its device's link (VrdmaConnect.ts's Link, or virtio's). */
+export interface ProviderLink<C extends RdmaChannel> {
+  readonly channel: C | undefined;
+  readonly info: VrdmaBackendInfo | undefined;
+  /** The backend went away (or the device broke): the device is over. */
+  readonly dead: boolean;
+}
+
+/**
+ * A connected paravirtual device; see the file comment. The transport is `C` (PvChannel for
+ * vrdma, VirtioChannel for virtio-rdma) with its MemoryExport; everything else is shared.
+ */
+export class ParavirtProvider<C extends RdmaChannel = PvChannel> implements VerbsProvider {
   readonly transport: string;
   private _portId: number;
-  private readonly _ch: PvChannel;
+  private readonly _ch: C;
   private readonly _ctrl: CtrlClient;
-  private readonly _grants: PvGrants;
+  private readonly _grants: MemoryExport;
   private readonly _data: DataPoster;
   /** PDs, MRs, CQs and QPs (with their outstanding WRs) and their grants. */
   private readonly _objs: PvObjects;
   private _closed = false;
 
-  /** Use `openParavirt`; the link must be Connected. */
+  /** Use `openParavirt` (or `openVirtio`); the link must be connected (channel and info set). */
   constructor(
     hc: Hypercalls,
-    private readonly _dev: XenbusDevice,
-    private readonly _link: Link,
-    backend: DomId,
+    private readonly _dev: RdmaDeviceHandle,
+    private readonly _link: ProviderLink<C>,
+    grants: MemoryExport,
     transport: string,
   ) {
     this.transport = transport;
-    this._ch = _link.channel as PvChannel;
+    this._ch = _link.channel as C;
     this._portId = (_link.info as VrdmaBackendInfo).portId;
     this._ctrl = new CtrlClient(this._ch);
-    this._grants = new PvGrants(hc, backend);
+    this._grants = grants;
     this._objs = new PvObjects(hc.memory, this._ctrl, this._grants, (cq) => this._data.errorWcs.delete(cq));
     this._data = new DataPoster(this._ch, hc.memory, this._objs.qps);
   }
@@ -119,8 +131,8 @@ export class ParavirtProvider implements VerbsProvider {
     return this._link.dead;
   }
 
-  /** The rings and event channel (diagnostics and tests). */
-  get channel(): PvChannel {
+  /** The rings and event channel, or the virtqueues (diagnostics and tests). */
+  get channel(): C {
     return this._ch;
   }
 
@@ -246,7 +258,7 @@ export class ParavirtProvider implements VerbsProvider {
     this._closed = true;
     this._objs.releaseAll(this._link.dead);
     try {
-      await withTimeout(this._dev.close(), 10_000, 'closing the vrdma device');
+      await withTimeout(this._dev.close(), 10_000, `closing the ${this.transport} device`);
     } catch {
       await this._dev.destroy();
     }

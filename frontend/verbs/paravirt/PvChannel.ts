@@ -30,6 +30,7 @@ import { FrontRing } from '../../../protocol/ring/FrontRing.js';
 import { initSharedRing, ringBytes } from '../../../protocol/ring/Layout.js';
 import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 import { type DomId, type EvtchnPort, type GrantRef, type GuestPhysAddr, gfnOf } from '../../../protocol/Types.js';
+import type { DataResponseSink, RdmaChannel } from './RdmaChannel.js';
 
 /** Tuning and test hooks of a channel. */
 export interface PvChannelOptions {
@@ -48,11 +49,10 @@ export interface PvRingRefs {
   readonly port: EvtchnPort;
 }
 
-/** Called for each data response taken off the ring (the slot's words at `w`). */
-export type DataResponseSink = (words: Int32Array, w: number) => void;
+export type { DataResponseSink } from './RdmaChannel.js';
 
 /** Both rings and the event channel of one `vrdma` device; see the file comment. */
-export class PvChannel {
+export class PvChannel implements RdmaChannel {
   readonly ctrl: FrontRing;
   readonly data: FrontRing;
   readonly refs: PvRingRefs;

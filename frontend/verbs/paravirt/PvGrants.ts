@@ -10,6 +10,7 @@
 import type { Hypercalls } from '../../../protocol/Hypercalls.js';
 import { type DomId, type GrantRef, type GuestPhysAddr, gfnOf } from '../../../protocol/Types.js';
 import { endAccessDeferred } from '../../grant/endAccessDeferred.js';
+import type { MemoryExport } from './RdmaChannel.js';
 
 /** Grants still in use, and pages to free once they end. */
 interface Lingering {
@@ -18,7 +19,8 @@ interface Lingering {
 }
 
 /** Grants of one frontend to its backend; see the file comment. */
-export class PvGrants {
+export class PvGrants implements MemoryExport {
+  readonly byAddress = false;
   private readonly _lingering: Lingering[] = [];
 
   constructor(

@@ -19,7 +19,7 @@ import { PAGE_SIZE } from '../../../protocol/Types.js';
 import type { ProviderCq, ProviderMr, ProviderQp, ProviderQpInit } from '../Provider.js';
 import { type CtrlClient, wireQpAttr } from './CtrlClient.js';
 import type { FrontQp } from './DataPoster.js';
-import type { PvGrants } from './PvGrants.js';
+import type { MemoryExport } from './RdmaChannel.js';
 import { DeviceWrs, QpWrs } from './WrTracker.js';
 
 /** Access bits that need the MR's pages granted writable. */
@@ -46,7 +46,7 @@ export class PvObjects {
   constructor(
     private readonly _mem: GuestMemory,
     private readonly _ctrl: CtrlClient,
-    private readonly _grants: PvGrants,
+    private readonly _grants: MemoryExport,
     private readonly _onCqDestroyed: (cq: number) => void,
   ) {}
 
@@ -68,6 +68,12 @@ export class PvObjects {
       throw pvError('PV_ERR_LIMIT', `an MR may span ${PV_MAX_MR_PAGES} pages, this one spans ${npages}`);
     }
     const mem = this._mem;
+    if (this._grants.byAddress) {
+      // virtio-rdma: the MR is its guest-physical range; the device model maps it for the NIC.
+      const r = this._ctrl.get({ kind: 'regMr', pd, addr, length, access, npages, indirectRefs: [] }, 'mr');
+      this._mrs.set(r.mr, []);
+      return { handle: r.mr, lkey: r.lkey, rkey: r.rkey };
+    }
     const refs = this._grants.grantRange(addr, npages, (access & WRITE_ACCESS) === 0);
     const nInd = indirectPagesFor(npages);
     let indAddr: GuestPhysAddr | undefined;
@@ -115,7 +121,8 @@ export class PvObjects {
       throw err;
     }
     try {
-      const r = this._ctrl.get({ kind: 'createCq', entries: n, ringRefs: refs }, 'cq');
+      // ringGpa is what a byAddress transport maps (refs are then empty); grant backends ignore it.
+      const r = this._ctrl.get({ kind: 'createCq', entries: n, ringRefs: refs, ringGpa: addr }, 'cq');
       this._cqs.set(r.cq, { addr, pages, refs });
       return { handle: r.cq, entries: n, ring: addr };
     } catch (err) {

@@ -124,7 +124,7 @@ function commandFrom(kind: unknown, c: Obj): CtrlCommand {
     case 'deregMr':
       return { kind, mr: u32(c.mr) };
     case 'createCq':
-      return { kind, entries: u32(c.entries), ringRefs: u32s(c.ringRefs) };
+      return { kind, entries: u32(c.entries), ringRefs: u32s(c.ringRefs), ringGpa: u64(c.ringGpa) };
     case 'destroyCq':
       return { kind, cq: u32(c.cq) };
     case 'createQp':

@@ -28,7 +28,9 @@ message RegMrReq {
 }
 message DeregMrReq { uint32 mr = 1; }
 // ring_refs: the CQ ring's pages (Cq.ts layout), contiguous in the guest, granted writable.
-message CreateCqReq { uint32 entries = 1; repeated uint32 ring_refs = 2; }
+// ring_gpa: the ring's guest-physical address, for transports without grants (virtio-rdma: the
+// device model reaches guest memory itself); there ring_refs is empty.
+message CreateCqReq { uint32 entries = 1; repeated uint32 ring_refs = 2; uint64 ring_gpa = 3; }
 message DestroyCqReq { uint32 cq = 1; }
 message QpCapMsg {
   uint32 max_send_wr = 1;
@@ -144,7 +146,13 @@ export type CtrlCommand =
       readonly indirectRefs: readonly number[];
     }
   | { readonly kind: 'deregMr'; readonly mr: number }
-  | { readonly kind: 'createCq'; readonly entries: number; readonly ringRefs: readonly number[] }
+  | {
+      readonly kind: 'createCq';
+      readonly entries: number;
+      readonly ringRefs: readonly number[];
+      /** virtio-rdma: the ring's guest-physical address (decoded: a safe integer, or -1 if not one). */
+      readonly ringGpa?: number;
+    }
   | { readonly kind: 'destroyCq'; readonly cq: number }
   | {
       readonly kind: 'createQp';

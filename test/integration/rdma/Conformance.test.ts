@@ -60,7 +60,9 @@ function suite(transport: Transport, engine: 'inline' | 'dedicated', only?: read
   });
 }
 
-for (const t of ['paravirt', 'paravirt-copy', 'passthrough', 'native', 'tcp'] as const) suite(t, 'inline');
+for (const t of ['paravirt', 'paravirt-copy', 'virtio', 'virtio-packed', 'passthrough', 'native', 'tcp'] as const) {
+  suite(t, 'inline');
+}
 
 // The same device model on its own device thread (DESIGN §4): a subset that moves data both ways.
 const DEDICATED = [

@@ -147,7 +147,7 @@ describe('virtio-mmio register block: layout invariants', () => {
       assert.ok(w * 4 >= STATUS_REG_BYTES && w * 4 < MMIO_WINDOW + MMIO_WINDOW_BYTES, name);
     }
     assert.equal(MMIO_REG_BYTES, MMIO_REG_WORDS * 4);
-    assert.equal(MMIO_REG_BYTES, 384);
+    assert.equal(MMIO_REG_BYTES, 512);
   });
 
   it('mmioWords refuses a block too small or not shared; joinAddr combines u32 halves exactly', () => {
