@@ -16,7 +16,7 @@ const COMMANDS: Record<string, Command> = {
   compare: {
     summary: 'the headline: every transport side by side (perftest-style cells, ratios, CPU, stages, plots, report)',
     usage:
-      'pvio compare [--quick] [--cluster [--registry etcd://HOST:PORT --hosts A,B]] [--transports native,passthrough,paravirt,paravirt-copy,tcp,lent,lent-passthrough] [--ops write,read,send,blk-randread,blk-seqread] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal|pcie3-x8-ntb] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report] [--no-scale]',
+      'pvio compare [--quick] [--cluster [--registry etcd://HOST:PORT --hosts A,B]] [--transports native,passthrough,paravirt,paravirt-copy,virtio,virtio-packed,tcp,lent,lent-passthrough] [--ops write,read,send,blk-randread,blk-seqread] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal|pcie3-x8-ntb] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report] [--no-scale]',
     run: async (argv) => (await import('../bench/compare/Compare.js')).compareMain(argv),
   },
   host: {
@@ -43,18 +43,18 @@ const COMMANDS: Record<string, Command> = {
   },
   quick: {
     summary: '64 B RDMA WRITE latency and 4 MiB bandwidth per transport, beside in-run floors',
-    usage: 'pvio quick [--lat-iters N] [--bw-iters N] [--transports native,passthrough,paravirt,paravirt-copy,tcp]',
+    usage: 'pvio quick [--lat-iters N] [--bw-iters N] [--transports native,passthrough,paravirt,paravirt-copy,virtio,virtio-packed,tcp]',
     run: async (argv) => (await import('../bench/rdma-quick.bench.js')).quickMain(argv),
   },
   hello: {
     summary: 'run the HelloRdma example guest pair over one transport',
-    usage: 'pvio hello [--transport paravirt|paravirt-copy|passthrough|native|tcp]',
+    usage: 'pvio hello [--transport paravirt|paravirt-copy|virtio|virtio-packed|passthrough|native|tcp]',
     run: async (argv) => (await import('../examples/run-hello.js')).helloMain(argv),
   },
   write_lat: {
     summary: 'ib_write_lat work-alike: RDMA WRITE ping-pong latency, perftest output and JSON',
     usage:
-      'pvio write_lat [-s SIZE | -a] [-n ITERS | -D SECS [-f MARGIN]] [-H] [--mode paravirt,paravirt-copy,passthrough,native,tcp] [--spin-us N] [--output=latency] [--out_json [--out_json_file F]]',
+      'pvio write_lat [-s SIZE | -a] [-n ITERS | -D SECS [-f MARGIN]] [-H] [--mode paravirt,paravirt-copy,virtio,virtio-packed,passthrough,native,tcp] [--spin-us N] [--output=latency] [--out_json [--out_json_file F]]',
     run: async (argv) => (await import('../bench/perftest/PerftestCommand.js')).perftestMain('write_lat', argv),
   },
   write_bw: {

@@ -22,6 +22,8 @@ export const ALL_TRANSPORTS: readonly CompareTransport[] = [
   'passthrough',
   'paravirt',
   'paravirt-copy',
+  'virtio',
+  'virtio-packed',
   'tcp',
   'lent',
   'lent-passthrough',

@@ -16,6 +16,10 @@ export type CompareTransport =
   | 'passthrough'
   | 'paravirt'
   | 'paravirt-copy'
+  /** virtio-rdma: the vrdma verbs over virtio-mmio split virtqueues and guest-physical addresses. */
+  | 'virtio'
+  /** The same over packed virtqueues (VIRTIO_F_RING_PACKED). */
+  | 'virtio-packed'
   | 'tcp'
   /** A device lent by another host over an NTB (Device Lending), owned natively on the borrower. */
   | 'lent'

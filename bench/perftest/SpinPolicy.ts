@@ -36,7 +36,7 @@ export const OVERSUBSCRIBED_DOM0_SPIN = 100_000;
  * tcp provider's NIC thread of each guest, and the dedicated device thread.
  */
 export function spinningThreads(s: SpinSetup): number {
-  const split = s.transport === 'paravirt' || s.transport === 'paravirt-copy' ? 1 : 0;
+  const split = ['paravirt', 'paravirt-copy', 'virtio', 'virtio-packed'].includes(s.transport) ? 1 : 0;
   return 2 + split + (s.transport === 'tcp' ? 2 : 0) + (s.deviceEngine === 'dedicated' ? 1 : 0);
 }
 

@@ -14,6 +14,8 @@ import {
   DRIVER_WRITABLE,
   joinAddr,
   MMIO_MAX_QUEUES,
+  MMIO_CONFIG_WORD,
+  MMIO_CONFIG_WORDS,
   MMIO_REG_BYTES,
   MMIO_REG_WORDS,
   MMIO_WINDOW,
@@ -148,6 +150,21 @@ describe('virtio-mmio register block: layout invariants', () => {
     }
     assert.equal(MMIO_REG_BYTES, MMIO_REG_WORDS * 4);
     assert.equal(MMIO_REG_BYTES, 512);
+    // Device config: right after the last kick counter, to the end of the block.
+    assert.equal(MMIO_CONFIG_WORD, MmioWord.KICK + MMIO_MAX_QUEUES);
+    assert.equal(MMIO_CONFIG_WORD * 4, 0x180);
+    assert.equal(MMIO_CONFIG_WORD + MMIO_CONFIG_WORDS, MMIO_REG_WORDS);
+  });
+
+  it('a block may sit at a 4-aligned offset inside a larger buffer (a page of guest memory), never past its end', () => {
+    const page = new SharedArrayBuffer(8192);
+    const w = mmioWords(page, 4096);
+    assert.equal(w.byteOffset, 4096);
+    assert.equal(w.length, MMIO_REG_WORDS);
+    assert.equal(mmioWords(page, 8192 - MMIO_REG_BYTES).length, MMIO_REG_WORDS);
+    for (const bad of [8192 - MMIO_REG_BYTES + 4, 2, -4, 1.5, Number.NaN, 2 ** 53]) {
+      assert.throws(() => mmioWords(page, bad), { code: 'PV_ERR_VIRTQ_LAYOUT' }, `offset ${bad}`);
+    }
   });
 
   it('mmioWords refuses a block too small or not shared; joinAddr combines u32 halves exactly', () => {
