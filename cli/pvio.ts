@@ -43,7 +43,8 @@ const COMMANDS: Record<string, Command> = {
   },
   quick: {
     summary: '64 B RDMA WRITE latency and 4 MiB bandwidth per transport, beside in-run floors',
-    usage: 'pvio quick [--lat-iters N] [--bw-iters N] [--transports native,passthrough,paravirt,paravirt-copy,virtio,virtio-packed,tcp]',
+    usage:
+      'pvio quick [--lat-iters N] [--bw-iters N] [--transports native,passthrough,paravirt,paravirt-copy,virtio,virtio-packed,tcp]',
     run: async (argv) => (await import('../bench/rdma-quick.bench.js')).quickMain(argv),
   },
   hello: {

@@ -130,7 +130,9 @@ export function regMr(s: GuestSession, c: RegMrCmd): CtrlResult {
   if (c.indirectRefs.length !== wantIndirect) {
     throw pvError(
       'PV_ERR_BAD_REQUEST',
-      byGpa ? 'virtio-rdma registers an MR by its address: no refs' : `${npages} refs need ${wantIndirect} indirect page(s)`,
+      byGpa
+        ? 'virtio-rdma registers an MR by its address: no refs'
+        : `${npages} refs need ${wantIndirect} indirect page(s)`,
     );
   }
   if (s.pinnedPages + npages > s.limits.maxPinnedPages) {

@@ -56,7 +56,10 @@ export default async function main(env: DomainEnv): Promise<Record<string, unkno
   const watcher = new BackendDirWatcher(hc.store, hc.domid, VRDMA_DEVICE_TYPE, backend.hooks);
   await watcher.start();
   // virtio-rdma devices on the same NICs, limits and loop (VirtioRdmaBackend.ts).
-  const virtio = new VirtioRdmaBackend(hc, backend, server, { log: (line) => env.log(line), batchLimit: args.batchLimit });
+  const virtio = new VirtioRdmaBackend(hc, backend, server, {
+    log: (line) => env.log(line),
+    batchLimit: args.batchLimit,
+  });
   await virtio.start();
   const stopped = waitForShutdown(hc.store, hc.domid).then(() => server.stop());
   await server.run();

@@ -13,7 +13,15 @@ export interface PerftestTest {
 }
 
 /** pvio I/O paths a scenario can run over (--mode). */
-export const PVIO_MODES = ['paravirt', 'paravirt-copy', 'virtio', 'virtio-packed', 'passthrough', 'native', 'tcp'] as const;
+export const PVIO_MODES = [
+  'paravirt',
+  'paravirt-copy',
+  'virtio',
+  'virtio-packed',
+  'passthrough',
+  'native',
+  'tcp',
+] as const;
 /** One --mode entry. */
 export type PvioMode = (typeof PVIO_MODES)[number];
 /** What --output prints instead of the table; `full` means the normal report. */

@@ -164,7 +164,13 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
           vbd++;
         } else if (d.transport === 'virtio' || d.transport === 'virtio-packed') {
           // virtio-rdma: its own device class (and devid space), probed without xenbus.
-          attachments.push({ device: d.device, kind: 'rdma-nic', transport: d.transport, devid: vio, backendDomid: DOM0 });
+          attachments.push({
+            device: d.device,
+            kind: 'rdma-nic',
+            transport: d.transport,
+            devid: vio,
+            backendDomid: DOM0,
+          });
           plug.push({ type: VIRTIO_RDMA_DEVICE_TYPE, devid: vio });
           vio++;
         } else {

@@ -92,7 +92,10 @@ const NEXT_BIT = new Map<number, number>([
  */
 export function registerWords(regs: SharedArrayBuffer, offset = 0): Int32Array {
   if (!Number.isSafeInteger(offset) || offset < 0 || regs.byteLength - offset < STATUS_REG_BYTES) {
-    throw pvError('PV_ERR_VIRTQ_LAYOUT', `status registers need ${STATUS_REG_BYTES} bytes, got ${regs.byteLength - offset}`);
+    throw pvError(
+      'PV_ERR_VIRTQ_LAYOUT',
+      `status registers need ${STATUS_REG_BYTES} bytes, got ${regs.byteLength - offset}`,
+    );
   }
   return new Int32Array(regs, offset, STATUS_REG_WORDS);
 }

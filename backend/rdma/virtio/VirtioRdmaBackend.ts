@@ -192,7 +192,8 @@ export class VirtioRdmaBackend {
     const dev = p.dev;
     if (dev === undefined) return;
     // Flush only for a guest that lives on (unplugged); a dead guest's pages are not written.
-    const alive = mayFlush && (await this._hc.store.tryRead(`/local/domain/${dev.front}`).catch(() => undefined)) !== undefined;
+    const alive =
+      mayFlush && (await this._hc.store.tryRead(`/local/domain/${dev.front}`).catch(() => undefined)) !== undefined;
     const errors = dev.close(alive);
     for (const k of Object.keys(dev.stats) as (keyof typeof dev.stats)[]) this.stats[k] += dev.stats[k];
     this.stats.teardownErrors += errors.length;

@@ -18,8 +18,10 @@
  * chains are validated by the queues, and command errors are answered in the response.
  */
 
+import type { Hypercalls } from '../../../protocol/Hypercalls.js';
 import type { CtrlCodec } from '../../../protocol/rdma/pv/CtrlCodec.js';
 import { PV_CTRL_SLOT_SIZE, PV_DATA_SLOT_SIZE } from '../../../protocol/rdma/pv/PvConstants.js';
+import { QpAttrMask, QpState } from '../../../protocol/rdma/Verbs.js';
 import {
   encodeConfig,
   VRDMA_CTRL_QUEUE,
@@ -27,7 +29,6 @@ import {
   VRDMA_QUEUE_NUM_MAX,
   VRDMA_QUEUES,
 } from '../../../protocol/rdma/virtio/VirtioRdma.js';
-import { QpAttrMask, QpState } from '../../../protocol/rdma/Verbs.js';
 import type { DomId, EvtchnPort } from '../../../protocol/Types.js';
 import {
   featureBit,
@@ -36,7 +37,6 @@ import {
   VIRTIO_F_VERSION_1,
 } from '../../../protocol/virtio/DeviceStatus.js';
 import { MMIO_REG_BYTES } from '../../../protocol/virtio/MmioTransport.js';
-import type { Hypercalls } from '../../../protocol/Hypercalls.js';
 import { foreignMemoryMap } from '../../virtio/ForeignMap.js';
 import { newTranslation } from '../../virtio/GuestMemoryMap.js';
 import { MmioDevice } from '../../virtio/MmioDevice.js';
@@ -198,7 +198,10 @@ export class VirtioRdmaDevice {
     // INVARIANT: poll checked both queues are ready.
     const cq = dev.virtq(VRDMA_CTRL_QUEUE) as NonNullable<ReturnType<MmioDevice['virtq']>>;
     const dq = dev.virtq(VRDMA_DATA_QUEUE) as NonNullable<ReturnType<MmioDevice['virtq']>>;
-    this._servers = [new VirtqServer(cq, ctrl.handle, PV_CTRL_SLOT_SIZE), new VirtqServer(dq, data.handle, PV_DATA_SLOT_SIZE)];
+    this._servers = [
+      new VirtqServer(cq, ctrl.handle, PV_CTRL_SLOT_SIZE),
+      new VirtqServer(dq, data.handle, PV_DATA_SLOT_SIZE),
+    ];
     this._session = s;
     this._pending[0] = this._pending[1] = true;
     this.stats.sessions++;

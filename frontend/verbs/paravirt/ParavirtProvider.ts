@@ -39,16 +39,15 @@ import type { Hypercalls } from '../../../protocol/Hypercalls.js';
 import type { DeviceAttachment } from '../../../protocol/Pci.js';
 import type { VrdmaBackendInfo } from '../../../protocol/rdma/pv/VrdmaKeys.js';
 import type { QpAttr, RecvWr, SendWr, Wc } from '../../../protocol/rdma/Verbs.js';
-import type { DomId, GuestPhysAddr } from '../../../protocol/Types.js';
-import type { XenbusDevice } from '../../../protocol/xenbus/XenbusDevice.js';
+import type { GuestPhysAddr } from '../../../protocol/Types.js';
 import type { CreateProvider, ProviderCq, ProviderMr, ProviderQp, ProviderQpInit, VerbsProvider } from '../Provider.js';
 import { CtrlClient } from './CtrlClient.js';
 import { DataPoster } from './DataPoster.js';
 import type { PvChannel } from './PvChannel.js';
 import { PvGrants } from './PvGrants.js';
-import type { MemoryExport, RdmaChannel, RdmaDeviceHandle } from './RdmaChannel.js';
 import { PvObjects } from './PvObjects.js';
-import { connectVrdma, type Link, type ParavirtOptions, withTimeout } from './VrdmaConnect.js';
+import type { MemoryExport, RdmaChannel, RdmaDeviceHandle } from './RdmaChannel.js';
+import { connectVrdma, type ParavirtOptions, withTimeout } from './VrdmaConnect.js';
 
 export type { ParavirtOptions } from './VrdmaConnect.js';
 

@@ -35,9 +35,9 @@ import { MmioReg, VIRTIO_MMIO_MAGIC } from '../../../protocol/virtio/MmioTranspo
 import { waitForPath } from '../../../protocol/xenbus/control.js';
 import { frontendDir } from '../../../protocol/xenbus/XenbusPaths.js';
 import { MmioDriver } from '../../virtio/MmioDriver.js';
+import type { CreateProvider } from '../Provider.js';
 import { ParavirtProvider } from '../paravirt/ParavirtProvider.js';
 import { withTimeout } from '../paravirt/VrdmaConnect.js';
-import type { CreateProvider } from '../Provider.js';
 import { GpaExport } from './GpaExport.js';
 import { VirtioChannel, type VirtioChannelOptions } from './VirtioChannel.js';
 import { VirtioLayout } from './VirtioLayout.js';

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { GuestMemoryMap } from '../../../../backend/virtio/GuestMemoryMap.js';
 import { MmioDevice } from '../../../../backend/virtio/MmioDevice.js';
 import { MmioDriver } from '../../../../frontend/virtio/MmioDriver.js';
+import { PV_DATA_RING_ORDER, PV_DATA_SLOT_SIZE } from '../../../../protocol/rdma/pv/PvConstants.js';
 import {
   decodeConfig,
   encodeConfig,
@@ -18,7 +19,6 @@ import {
   VRDMA_DATA_QUEUE_SIZE,
   VRDMA_QUEUE_NUM_MAX,
 } from '../../../../protocol/rdma/virtio/VirtioRdma.js';
-import { PV_DATA_RING_ORDER, PV_DATA_SLOT_SIZE } from '../../../../protocol/rdma/pv/PvConstants.js';
 import { ringBytes, ringSlots } from '../../../../protocol/ring/Layout.js';
 import { guestPhysAddr } from '../../../../protocol/Types.js';
 import { featureBit, VIRTIO_F_VERSION_1 } from '../../../../protocol/virtio/DeviceStatus.js';
@@ -52,11 +52,17 @@ describe('virtio-rdma: configuration words and queue geometry', () => {
     assert.ok(VIRTIO_RDMA_CONFIG_WORDS <= MMIO_CONFIG_WORDS);
     const enc = encodeConfig(INFO);
     assert.equal(enc[VirtioRdmaConfig.MAX_PINNED_PAGES], 262144);
-    assert.deepEqual(decodeConfig((i) => enc[i]), { ...INFO, featureCopy: false });
+    assert.deepEqual(
+      decodeConfig((i) => enc[i]),
+      { ...INFO, featureCopy: false },
+    );
   });
 
   it('the data queue holds as many two-descriptor chains as the vrdma data ring has slots; the control queue two', () => {
-    assert.equal(VRDMA_DATA_QUEUE_SIZE / VRDMA_CHAIN_DESCS, ringSlots(ringBytes(PV_DATA_RING_ORDER), PV_DATA_SLOT_SIZE));
+    assert.equal(
+      VRDMA_DATA_QUEUE_SIZE / VRDMA_CHAIN_DESCS,
+      ringSlots(ringBytes(PV_DATA_RING_ORDER), PV_DATA_SLOT_SIZE),
+    );
     assert.equal(VRDMA_CTRL_QUEUE_SIZE / VRDMA_CHAIN_DESCS, 2);
     assert.ok(VRDMA_DATA_QUEUE_SIZE <= VRDMA_QUEUE_NUM_MAX);
   });
@@ -75,7 +81,10 @@ describe('virtio-rdma: configuration words and queue geometry', () => {
     const drv = new MmioDriver(mem, mem, 1000, { offset: 8192 });
     assert.equal(drv.read(MmioReg.MAGIC_VALUE), VIRTIO_MMIO_MAGIC);
     drv.probe();
-    assert.deepEqual(decodeConfig((i) => drv.readConfig(i)), { ...INFO, featureCopy: false });
+    assert.deepEqual(
+      decodeConfig((i) => drv.readConfig(i)),
+      { ...INFO, featureCopy: false },
+    );
     assert.throws(() => drv.readConfig(MMIO_CONFIG_WORDS), { code: 'PV_ERR_INVALID_ARG' });
     assert.throws(
       () => new MmioDevice({ offered: featureBit(VIRTIO_F_VERSION_1), memory: map, config: [2 ** 32] }),
