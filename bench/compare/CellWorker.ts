@@ -13,7 +13,7 @@
 
 import { availableParallelism } from 'node:os';
 import type { FabricProfileName } from '../../hypervisor-sim/pcie/Profiles.js';
-import { runScenario, type ScenarioResult } from '../../hypervisor-sim/scenario/Scenario.js';
+import { type DomainOutcome, runScenario, type ScenarioResult } from '../../hypervisor-sim/scenario/Scenario.js';
 import type { Transport } from '../../protocol/Pci.js';
 import { Stage } from '../../protocol/stage/StageLedger.js';
 import { type BlkJobResult, runBlkJob } from '../blk/BlkJob.js';
@@ -105,13 +105,19 @@ async function runCell(task: CellTask): Promise<{ scenario: ScenarioResult; clie
 
 /** Per-domain CPU of a scenario, divided by the cell's messages. */
 function domainCpu(s: ScenarioResult, messages: number): DomainCpu[] {
-  const rows: Array<[string, number]> = [
-    ['client', s.guests.client.cpuNs],
-    ['server', s.guests.server.cpuNs],
-    ['dom0', s.backend.cpuNs],
+  const domains: Array<[string, DomainOutcome]> = [
+    ['client', s.guests.client],
+    ['server', s.guests.server],
+    ['dom0', s.backend],
   ];
-  for (const d of s.deviceThreads ?? []) rows.push([d.name, d.cpuNs]);
-  return rows.map(([domain, cpuNs]) => ({ domain, cpuNs, nsPerMsg: cpuNs / messages }));
+  const rows: DomainCpu[] = domains.map(([domain, o]) => ({
+    domain,
+    cpuNs: o.cpuNs,
+    nsPerMsg: o.cpuNs / messages,
+    ...(o.events === undefined ? {} : { events: o.events }),
+  }));
+  for (const d of s.deviceThreads ?? []) rows.push({ domain: d.name, cpuNs: d.cpuNs, nsPerMsg: d.cpuNs / messages });
+  return rows;
 }
 
 /** A thread's HOME time belongs to the component the thread is: guest, driver domain or device. */

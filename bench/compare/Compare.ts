@@ -37,7 +37,7 @@ import {
   RESULTS_SCHEMA,
 } from './Results.js';
 import { runScaleCell, SCALE_GUESTS } from './ScaleCell.js';
-import { formatBreakdown, formatCells, formatCpu, formatPreamble } from './Table.js';
+import { formatBreakdown, formatCells, formatCpu, formatEvents, formatPreamble } from './Table.js';
 import { computeTargets, formatTargets } from './Targets.js';
 
 /** Options of a comparison, as parsed from the command line. */
@@ -241,6 +241,7 @@ export async function compareMain(argv: string[]): Promise<void> {
   out.write(formatPreamble(r));
   out.write(formatCells(r));
   out.write(formatCpu(r));
+  out.write(formatEvents(r));
   out.write(formatBreakdown(r));
   const targets = computeTargets(r);
   out.write(formatTargets(targets));

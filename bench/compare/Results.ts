@@ -74,6 +74,11 @@ export interface DomainCpu {
   readonly cpuNs: number;
   /** cpuNs divided by the messages the cell moved. */
   readonly nsPerMsg: number;
+  /**
+   * Hypervisor events over the whole run (setup and teardown included), for domains: event-channel
+   * notifies sent, grant maps and grant copies made (Scenario.ts DomainEvents).
+   */
+  readonly events?: { readonly notifies: number; readonly grantMaps: number; readonly grantCopies: number };
 }
 
 /** A latency cell: perftest semantics (write/send = half round trip, read = full round trip). */

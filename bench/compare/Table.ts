@@ -117,6 +117,36 @@ export function formatCpu(r: CompareResults): string {
   return `${out.join('\n')}\n`;
 }
 
+/**
+ * Hypervisor events per message of the same rows as formatCpu: event-channel notifies each domain
+ * sent (a vrdma push or response that needed one; a virtio kick — the trap of QueueNotify — or
+ * interrupt), and the grant maps and copies dom0 made. Counted over the whole run, so setup
+ * (a virtio guest's register writes, MR registration) is included.
+ */
+export function formatEvents(r: CompareResults): string {
+  const out = ['', 'Hypervisor events per message (event-channel notifies sent; dom0 grant maps and copies)'];
+  const firstLat = r.cells.find((c) => c.kind === 'lat' && !c.error);
+  const firstBw = r.cells.find((c) => c.kind === 'bw' && !c.error);
+  for (const pick of [firstLat, firstBw]) {
+    if (!pick) continue;
+    out.push(`  ${pick.op} ${pick.kind} ${formatSize(pick.size)}:`);
+    const head = ['client', 'server', 'dom0', 'grant maps', 'grant copies'].map((h) => h.padStart(13)).join('');
+    out.push(`  ${'transport'.padEnd(TRANSPORT_COL)}${head}`);
+    for (const c of r.cells) {
+      if (c.op !== pick.op || c.kind !== pick.kind || c.size !== pick.size) continue;
+      const msgs = c.kind === 'lat' ? c.lat?.iters : c.bw?.iters;
+      const ev = (d: string) => c.cpu.find((x) => x.domain === d)?.events;
+      const per = (v: number | undefined) => num(v === undefined || !msgs ? undefined : v / msgs, 3, 13);
+      const dom0 = ev('dom0');
+      out.push(
+        `  ${c.transport.padEnd(TRANSPORT_COL)}${per(ev('client')?.notifies)}${per(ev('server')?.notifies)}` +
+          `${per(dom0?.notifies)}${per(dom0?.grantMaps)}${per(dom0?.grantCopies)}`,
+      );
+    }
+  }
+  return `${out.join('\n')}\n`;
+}
+
 /** The per-stage breakdown: ns per message in each stage, per transport and instrumented run. */
 export function formatBreakdown(r: CompareResults): string {
   if (r.breakdown.length === 0) return '';

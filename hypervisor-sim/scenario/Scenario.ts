@@ -8,6 +8,7 @@
  * from `args.self`, so programs can meet through the store (perftest's out-of-band exchange).
  */
 
+import { DomainCounter } from '../../protocol/monitor/MonitorLayout.js';
 import type { DeviceAttachment } from '../../protocol/Pci.js';
 import { VIRTIO_RDMA_DEVICE_TYPE } from '../../protocol/rdma/virtio/VirtioRdma.js';
 import { DOM0 } from '../../protocol/Types.js';
@@ -45,6 +46,19 @@ export interface DomainOutcome {
    * instrumented.
    */
   readonly stagesNs?: readonly number[];
+  /**
+   * Hypervisor events the domain caused over its whole run (its monitor record): event-channel
+   * notifies it sent (a vrdma push or response that needed one, a virtio kick, trap or
+   * interrupt), grant maps and grant copies it made.
+   */
+  readonly events?: DomainEvents;
+}
+
+/** Counts from a domain's monitor record (protocol/monitor/MonitorLayout.ts). */
+export interface DomainEvents {
+  readonly notifies: number;
+  readonly grantMaps: number;
+  readonly grantCopies: number;
 }
 
 /** A thread that is not a domain: the dedicated device thread, a tcp provider's NIC thread. */
@@ -212,6 +226,9 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
       opts.timeoutMs ?? 600_000,
     );
     const backend = await withTimeout(host.shutdownDomain(dom0.domid), 30_000);
+    // Every domain has returned: its record holds its final counts (records are zeroed only
+    // when a domain id is opened again).
+    const events = [dom0, ...guests.map((g) => g.domain)].map((d) => domainEvents(host, d.domid));
     const elapsedMs = performance.now() - t0;
     const counters = { nics: host.devices.metrics(), nvmes: host.devices.nvmeMetrics() };
     const backingFiles = Object.fromEntries(host.devices.nvmeNames().map((n) => [n, host.devices.backingFile(n)]));
@@ -223,12 +240,15 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
     const engine = host.engineThread?.report;
     if (engine !== undefined) threads.push({ name: 'device-engine', ...engine });
     for (const [i, g] of guests.entries()) {
-      out[g.spec.name] = outcome(g.domain.domid, results[i], g.domain.console, await g.domain.screen());
+      out[g.spec.name] = {
+        ...outcome(g.domain.domid, results[i], g.domain.console, await g.domain.screen()),
+        events: events[i + 1],
+      };
       for (const t of results[i].threads ?? []) threads.push(t);
     }
     return {
       guests: out,
-      backend: outcome(dom0.domid, backend, dom0.console, await dom0.screen()),
+      backend: { ...outcome(dom0.domid, backend, dom0.console, await dom0.screen()), events: events[0] },
       counters,
       backingFiles,
       elapsedMs,
@@ -239,6 +259,15 @@ export async function runScenario(spec: ScenarioSpec, opts: RunOptions = {}): Pr
   } finally {
     await host.shutdown();
   }
+}
+
+function domainEvents(host: Host, domid: number): DomainEvents {
+  const c = host.monitor.domainCounters(domid);
+  return {
+    notifies: c[DomainCounter.NOTIFIES],
+    grantMaps: c[DomainCounter.GRANT_MAPS],
+    grantCopies: c[DomainCounter.GRANT_COPIES],
+  };
 }
 
 function outcome(domid: number, r: DomainResult, console: readonly string[], screen: readonly string[]): DomainOutcome {

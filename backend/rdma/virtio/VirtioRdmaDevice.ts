@@ -97,7 +97,24 @@ export class VirtioRdmaDevice {
     memory.translate(_init.mmioGpa, MMIO_REG_BYTES, true, t);
     const nic = _init.nic;
     const l = _init.limits;
-    this.mmio = new MmioDevice({
+    // ORDER: bind before the register block exists. The guest starts writing registers (each
+    // write traps through this channel) the moment it sees MagicValue.
+    this._port = _hc.evtchn.bindInterdomain(_init.front, _init.guestPort);
+    try {
+      this.mmio = this._build(memory, t, nic, l);
+    } catch (err) {
+      _hc.evtchn.close(this._port);
+      throw err;
+    }
+  }
+
+  private _build(
+    memory: ReturnType<typeof foreignMemoryMap>,
+    t: ReturnType<typeof newTranslation>,
+    nic: ServedNic,
+    l: VrdmaLimits,
+  ): MmioDevice {
+    return new MmioDevice({
       offered: VIRTIO_RDMA_FEATURES,
       memory,
       queues: VRDMA_QUEUES,
@@ -114,7 +131,6 @@ export class VirtioRdmaDevice {
         maxQpWr: nic.driver.caps.maxQpWr,
       }),
     });
-    this._port = _hc.evtchn.bindInterdomain(_init.front, _init.guestPort);
   }
 
   /** The local port (its pending bit is cleared by the serving loop's owner). */
