@@ -16,7 +16,7 @@ const COMMANDS: Record<string, Command> = {
   compare: {
     summary: 'the headline: every transport side by side (perftest-style cells, ratios, CPU, stages, plots, report)',
     usage:
-      'pvio compare [--quick] [--cluster [--registry etcd://HOST:PORT --hosts A,B]] [--transports native,passthrough,paravirt,paravirt-copy,virtio,virtio-packed,tcp,lent,lent-passthrough] [--ops write,read,send,blk-randread,blk-seqread] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal|pcie3-x8-ntb] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report] [--no-scale]',
+      'pvio compare [--quick] [--cluster [--registry etcd://HOST:PORT --hosts A,B]] [--transports native,passthrough,paravirt,paravirt-copy,virtio,virtio-packed,tcp,lent,lent-passthrough] [--ops write,read,send,blk-randread,blk-seqread] [--kinds lat,bw] [--sizes 64,4096,...] [--lat-iters N] [--bw-mib N] [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal|pcie3-x8-ntb] [--spin-us N] [--out DIR] [--no-breakdown] [--no-report] [--no-scale] [--no-reg-mr]',
     run: async (argv) => (await import('../bench/compare/Compare.js')).compareMain(argv),
   },
   host: {
@@ -111,6 +111,11 @@ const COMMANDS: Record<string, Command> = {
     summary: 'ring ping-pong and throughput over real Workers, beside in-run hand-off floors',
     usage: 'pvio ring-bench [--pingpong N] [--throughput N] [--spin POLLS] [--transports xen,split,packed] [--json]',
     run: async (argv) => (await import('../bench/ring.bench.js')).ringBenchMain(argv),
+  },
+  'reg-mr-bench': {
+    summary: 'memory registration cost per transport (grants per page vs a guest-physical range), beside native',
+    usage: 'pvio reg-mr-bench [--transports native,paravirt,virtio] [--sizes 4096,1M,16M] [-n ITERS] [--json]',
+    run: async (argv) => (await import('../bench/regmr/RegMrBench.js')).regMrMain(argv),
   },
   fairness: {
     summary: "a neighbour's throughput beside a flooding guest (ring always full, event kicks) over alone, per backend",

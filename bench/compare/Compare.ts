@@ -8,7 +8,7 @@
  *
  *   pvio compare [--quick] [--transports a,b] [--ops write,read,send] [--kinds lat,bw] [--sizes 64,4096]
  *                [--concurrency N] [--device-engine inline|dedicated] [--fabric ideal|pcie3-x8-ntb] [--spin-us N]
- *                [--out DIR] [--no-breakdown] [--no-report] [--no-scale]
+ *                [--out DIR] [--no-breakdown] [--no-report] [--no-scale] [--no-reg-mr]
  */
 
 import { readFileSync } from 'node:fs';
@@ -22,8 +22,10 @@ import {
   isFabricProfileName,
 } from '../../hypervisor-sim/pcie/Profiles.js';
 import { pvError } from '../../protocol/errors.js';
+import type { Transport } from '../../protocol/Pci.js';
 import { measureHandoff, measureMemcpy, measureRing } from '../floor/Floor.js';
 import { SPIN_POLLS_PER_US } from '../perftest/PerftestCommand.js';
+import { formatRegMr, REGMR_TRANSPORTS, runRegMrBench } from '../regmr/RegMrBench.js';
 import { writeReport } from '../report/WriteReport.js';
 import { CellRunner } from './CellRunner.js';
 import { ALL_OPS, ALL_TRANSPORTS, BLOCK_OPS, planBreakdown, planMatrix } from './Matrix.js';
@@ -64,6 +66,8 @@ export interface CompareOptions {
   readonly report: boolean;
   /** Run the 16-guest scale cell (when the run has paravirt RDMA WRITE); `--no-scale` skips it. */
   readonly scale?: boolean;
+  /** Time memory registration per transport (RegMrBench.ts); `--no-reg-mr` skips it. */
+  readonly regMr?: boolean;
 }
 
 function list<T extends string>(value: string | undefined, allowed: readonly T[], flag: string): T[] | undefined {
@@ -105,6 +109,7 @@ export function parseCompareFlags(argv: readonly string[]): CompareOptions {
       out: { type: 'string' },
       'no-breakdown': { type: 'boolean' },
       'no-scale': { type: 'boolean' },
+      'no-reg-mr': { type: 'boolean' },
       'no-report': { type: 'boolean' },
     },
   });
@@ -134,6 +139,7 @@ export function parseCompareFlags(argv: readonly string[]): CompareOptions {
     out: values.out,
     breakdown: values['no-breakdown'] !== true,
     scale: values['no-scale'] !== true,
+    regMr: values['no-reg-mr'] !== true,
     report: values['no-report'] !== true,
   };
 }
@@ -165,7 +171,15 @@ export async function runCompare(opts: CompareOptions, progressSink = process.st
     opts.scale !== false &&
     (opts.ops === undefined || opts.ops.includes('write')) &&
     opts.transports.includes('paravirt');
-  const progress = new Progress(plan.length + stagePlan.length + 1 + (scaleChosen ? 1 : 0), progressSink);
+  // Memory registration: every chosen transport that registers memory with a device (not tcp, not lent).
+  const regMrTransports =
+    opts.regMr !== false && rdmaChosen
+      ? opts.transports.filter((t): t is Transport => REGMR_TRANSPORTS.includes(t as Transport))
+      : [];
+  const progress = new Progress(
+    plan.length + stagePlan.length + 1 + (scaleChosen ? 1 : 0) + regMrTransports.length,
+    progressSink,
+  );
 
   progress.start('floors: thread hand-off, memcpy and raw ring');
   const handoffSpinRttUs = await measureHandoff('spin');
@@ -192,6 +206,15 @@ export async function runCompare(opts: CompareOptions, progressSink = process.st
           `Jain ${scale.jain.toFixed(3)}`,
       );
     }
+    const regMr =
+      regMrTransports.length === 0
+        ? undefined
+        : await runRegMrBench({
+            transports: regMrTransports,
+            sizes: [4096, 1 << 20, 16 << 20],
+            iters: opts.quick ? 20 : 50,
+            progress,
+          });
     progress.finish();
     const cpu = cpus();
     return {
@@ -215,6 +238,7 @@ export async function runCompare(opts: CompareOptions, progressSink = process.st
       cells,
       breakdown,
       ...(scale === undefined ? {} : { scale }),
+      ...(regMr === undefined ? {} : { regMr }),
     };
   } finally {
     await runner.close();
@@ -243,6 +267,7 @@ export async function compareMain(argv: string[]): Promise<void> {
   out.write(formatCpu(r));
   out.write(formatEvents(r));
   out.write(formatBreakdown(r));
+  if (r.regMr !== undefined) out.write(formatRegMr(r.regMr));
   const targets = computeTargets(r);
   out.write(formatTargets(targets));
   const failed = r.cells.filter((c) => c.error).length + r.breakdown.filter((b) => b.error).length;

@@ -5,9 +5,10 @@
  * re-render a report from the file alone.
  */
 
+/** The schema tag written in every results file; bump when a field changes meaning. */
+import type { RegMrRow } from '../regmr/RegMrBench.js';
 import type { Summary } from '../stats/Summary.js';
 
-/** The schema tag written in every results file; bump when a field changes meaning. */
 export const RESULTS_SCHEMA = 'pvio-compare/1';
 
 /** The I/O paths compared (the perftest `--mode` values). */
@@ -225,6 +226,11 @@ export interface CompareResults {
   readonly breakdown: readonly StageBreakdown[];
   /** The scale cell; absent when the run had no paravirt RDMA WRITE (or was written before issue 9). */
   readonly scale?: ScaleCellResult;
+  /**
+   * Memory registration per transport and size (bench/regmr/RegMrBench.ts): the control path the
+   * split designs differ in. Absent with `--no-reg-mr`, without an RDMA op, or in older files.
+   */
+  readonly regMr?: readonly RegMrRow[];
 }
 
 /** The cell of `results` matching a key, if it ran. */
