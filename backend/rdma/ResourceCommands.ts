@@ -80,8 +80,9 @@ export function createCq(s: GuestSession, c: CreateCqCmd): CtrlResult {
     );
   }
   const ringGpa = c.ringGpa ?? 0;
-  if (byGpa && (ringGpa <= 0 || ringGpa % PAGE_SIZE !== 0)) {
-    // -1 (not a safe u64) and 0 are refused too: page 0 is never a CQ ring of a live guest.
+  if (byGpa && (ringGpa < 0 || ringGpa % PAGE_SIZE !== 0)) {
+    // -1: the codec's mark for a value that is not a safe u64. GPA 0 is a page like any other
+    // (first-fit allocation hands it out); the foreign map checks the range is the guest's.
     throw pvError('PV_ERR_RDMA_BAD_MEMORY', `CQ ring address ${ringGpa} is not a page-aligned guest address`);
   }
   if (s.cqs.size >= s.cqs.capacity) throw pvError('PV_ERR_LIMIT', `a guest may hold at most ${s.cqs.capacity} CQs`);

@@ -7,7 +7,7 @@ const PROGRAM = new URL('../../examples/HelloRdma.js', import.meta.url);
 describe('example: HelloRdma runs unchanged over every transport and prints the same result', function () {
   this.timeout(120_000);
 
-  it('same console lines and verified results over paravirt, paravirt-copy, passthrough, native and tcp', async () => {
+  it('same console lines and verified results over every transport (paravirt, paravirt-copy, virtio, virtio-packed, passthrough, native, tcp)', async () => {
     const seen = new Map<string, string>();
     for (const transport of TRANSPORTS) {
       const device = (i: number) => (transport === 'tcp' ? 'tcp0' : `nic${i}`);

@@ -50,6 +50,9 @@ import { VirtqServer } from './VirtqServer.js';
 export const VIRTIO_RDMA_FEATURES =
   featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_EVENT_IDX) | featureBit(VIRTIO_F_RING_PACKED);
 
+/** Register and Status writes serviced per device per round. */
+const MAX_REG_WRITES_PER_ROUND = 16;
+
 /** What the backend found in the store for one device. */
 export interface VirtioRdmaDeviceInit {
   readonly front: DomId;
@@ -152,7 +155,9 @@ export class VirtioRdmaDevice {
   poll(): number {
     const dev = this.mmio;
     let work = 0;
-    for (let r = dev.service(); r !== undefined; r = dev.service()) work++;
+    // Bounded: a guest that posts writes without waiting for their acks gets a few per round,
+    // not the whole loop (the other guests' queues are served in the same round).
+    for (let i = 0; i < MAX_REG_WRITES_PER_ROUND && dev.service() !== undefined; i++) work++;
     if (this._session !== undefined && !dev.live) {
       this.stats.resets++;
       this._endSession();

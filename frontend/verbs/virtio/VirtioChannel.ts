@@ -178,7 +178,12 @@ export class VirtioChannel implements RdmaChannel {
   drainData(): number {
     const q = this._p.dataq;
     let u = q.getUsed();
-    if (u === undefined) return 0;
+    if (u === undefined) {
+      // Nothing used: a device that broke (NEEDS_RESET) uses nothing any more. Noticing it here
+      // (one load) lets pollCq flush the outstanding WRs instead of waiting for ever.
+      this._peekDevice();
+      return 0;
+    }
     const prev = stages.enter(Stage.RING);
     const { layout, words } = this._p;
     let n = 0;
@@ -216,13 +221,21 @@ export class VirtioChannel implements RdmaChannel {
 
   /** PV_ERR_DISCONNECTED once the device needs a reset, failed, or was reset under us. */
   private _checkDevice(): void {
-    if (this._lost) throw pvError('PV_ERR_DISCONNECTED', 'the virtio-rdma device is lost');
+    const s = this._peekDevice();
+    if (this._lost) {
+      throw pvError('PV_ERR_DISCONNECTED', `the virtio-rdma device stopped (status 0x${s.toString(16)})`);
+    }
+  }
+
+  /** Reads Status; the first time it shows the device stopped, marks the channel lost (onLost). */
+  private _peekDevice(): number {
     const s = this._p.driver.status();
+    if (this._lost) return s;
     if ((s & (VIRTIO_STATUS_DEVICE_NEEDS_RESET | VIRTIO_STATUS_FAILED)) !== 0 || (s & VIRTIO_STATUS_DRIVER_OK) === 0) {
       this._lost = true;
       this._p.onLost();
-      throw pvError('PV_ERR_DISCONNECTED', `the virtio-rdma device stopped (status 0x${s.toString(16)})`);
     }
+    return s;
   }
 
   /**

@@ -1,11 +1,13 @@
 /**
- * Where a virtio-rdma device's memory sits in the guest: one block of whole pages the guest
- * allocates at probe, laid out as (offsets from the block's base, each area page-aligned so the
- * device's per-area alignment rules hold whatever the queue format):
+ * Where a virtio-rdma device's memory sits in the guest. The register window is a page of its
+ * own, reserved at the first probe and kept for the device's life (the device model serves it
+ * until unplug, so it is never handed back to the allocator: an MMIO window is not RAM). The
+ * queues and slots are one block of whole pages allocated at each probe and freed after the
+ * reset that ends a session, laid out as (offsets from the block's base, each area page-aligned
+ * so the device's per-area alignment rules hold whatever the queue format):
  *
  * ```
  * area         bytes                               holds
- * window       1 page                              the virtio-mmio register block (MmioTransport.ts)
  * ctrl queue   split/packed layout of 4 entries    control virtqueue (SplitRing.ts / PackedRing.ts)
  * data queue   split/packed layout of 256 entries  data virtqueue
  * ctrl slots   2 × (1 KiB request + 1 KiB response)
@@ -28,7 +30,7 @@ const pageUp = (n: number): number => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
 
 /** The areas of one device's block; see the file comment. */
 export class VirtioLayout {
-  /** Pages of the whole block. */
+  /** Pages of the block (the window not included). */
   readonly pages: number;
   readonly window: GuestPhysAddr;
   readonly ctrlQueue: GuestPhysAddr;
@@ -39,12 +41,11 @@ export class VirtioLayout {
   private readonly _ctrlArea: number;
   private readonly _dataArea: number;
 
-  /** The layout of a block at `base` (page-aligned) with split or packed queues. */
-  constructor(base: number, packed: boolean) {
+  /** The window page at `window`, the block at `base` (both page-aligned), split or packed queues. */
+  constructor(window: number, base: number, packed: boolean) {
     const qBytes = (qs: number): number => (packed ? packedLayout(qs).bytes : splitLayout(qs).bytes);
+    this.window = guestPhysAddr(window);
     let at = base;
-    this.window = guestPhysAddr(at);
-    at += PAGE_SIZE;
     this.ctrlQueue = guestPhysAddr(at);
     at += pageUp(qBytes(VRDMA_CTRL_QUEUE_SIZE));
     this.dataQueue = guestPhysAddr(at);
@@ -56,9 +57,9 @@ export class VirtioLayout {
     this.pages = (at - base) / PAGE_SIZE;
   }
 
-  /** Bytes of the block needed before it is placed (to allocate it). */
+  /** Pages of the block, to allocate it before it is placed. */
   static pagesFor(packed: boolean): number {
-    return new VirtioLayout(0, packed).pages;
+    return new VirtioLayout(0, 0, packed).pages;
   }
 
   ctrlReq(i: number): GuestPhysAddr {

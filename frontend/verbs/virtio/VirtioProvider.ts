@@ -13,7 +13,10 @@
  *     RING_PACKED for virtio-packed — a device without it is PV_ERR_NOT_SUPPORTED), FEATURES_OK,
  *     both queues placed, DRIVER_OK.
  * Close destroys the verbs objects through the device, then resets it (Status 0: the device
- * forgets everything and stops touching the queues), and only then frees the block.
+ * forgets everything and stops touching the queues), and only then frees the queue block. The
+ * register window page and the event channel stay the device's until the toolstack unplugs it
+ * (the device model serves the window every round), so a later probe of the same device reuses
+ * them: close and open again works as it does over the vrdma rings.
  */
 
 import { pvError } from '../../../protocol/errors.js';
@@ -29,7 +32,14 @@ import {
   VRDMA_DATA_QUEUE,
   VRDMA_DATA_QUEUE_SIZE,
 } from '../../../protocol/rdma/virtio/VirtioRdma.js';
-import { domId, type EvtchnPort, type GuestPhysAddr, PAGE_SIZE } from '../../../protocol/Types.js';
+import {
+  type DomId,
+  domId,
+  type EvtchnPort,
+  evtchnPort,
+  type GuestPhysAddr,
+  PAGE_SIZE,
+} from '../../../protocol/Types.js';
 import { featureBit, VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED } from '../../../protocol/virtio/DeviceStatus.js';
 import { MmioReg, VIRTIO_MMIO_MAGIC } from '../../../protocol/virtio/MmioTransport.js';
 import { waitForPath } from '../../../protocol/xenbus/control.js';
@@ -71,27 +81,21 @@ export async function openVirtio(
   await withTimeout(waitForPath(hc.store, `${dir}/backend`), timeout, `waiting for ${dir}`);
 
   const mem = hc.memory;
+  // The window and its event channel: reserved at the first probe, reused by every later one.
+  const { window, port: p } = await placeWindow(hc, dir, backend, attachment.device);
   const pages = VirtioLayout.pagesFor(packed);
   const base = mem.allocPages(pages);
   mem.view(base, pages * PAGE_SIZE).fill(0);
-  const layout = new VirtioLayout(base, packed);
-  let port: EvtchnPort | undefined;
+  const layout = new VirtioLayout(window, base, packed);
   let driver: MmioDriver | undefined;
-  let published = false;
+  let queuesPlaced = false;
   let handedOver = false;
+  // The block is freed only when the device can no longer touch it: it never learnt where the
+  // queues are, or a reset (acknowledged) ended the session. Otherwise it is leaked, not reused.
   const release = (reset: boolean): void => {
-    if (port !== undefined) hc.evtchn.close(port);
-    // Freed only when the device can no longer touch the block: it was reset, or never told
-    // where it is. Otherwise (a device model that may still build it) it is leaked, not reused.
-    if (reset || !published) mem.freePages(base, pages);
+    if (reset || !queuesPlaced) mem.freePages(base, pages);
   };
   try {
-    port = hc.evtchn.allocUnbound(backend);
-    const p = port;
-    published = true;
-    await hc.store.write(`${dir}/${VirtioRdmaKey.MMIO_GPA}`, String(layout.window));
-    await hc.store.write(`${dir}/${VirtioRdmaKey.DEVICE}`, attachment.device);
-    await hc.store.write(`${dir}/${VirtioRdmaKey.EVENT_CHANNEL}`, String(p));
     const all = mem.view(0 as GuestPhysAddr, mem.size);
     const buffer = all.buffer as SharedArrayBuffer;
     const drv = new MmioDriver(buffer, buffer, timeout, {
@@ -112,6 +116,7 @@ export async function openVirtio(
       drv.fail();
       throw pvError('PV_ERR_NOT_SUPPORTED', 'the device does not offer VIRTIO_F_RING_PACKED');
     }
+    queuesPlaced = true;
     const ctrl = drv.setupQueue<number>(VRDMA_CTRL_QUEUE, VRDMA_CTRL_QUEUE_SIZE, layout.ctrlQueue);
     const dataq = drv.setupQueue<number>(VRDMA_DATA_QUEUE, VRDMA_DATA_QUEUE_SIZE, layout.dataQueue);
     ctrl.disableInterrupts();
@@ -128,7 +133,8 @@ export async function openVirtio(
       close: async (): Promise<void> => {
         if (closed) return;
         closed = true;
-        // Status 0: the device model ends the session and stops touching the queues.
+        // Status 0: the device model ends the session and stops touching the queues. The window
+        // and the event channel stay the device's until unplug (a later probe reuses them).
         let reset = false;
         try {
           reset = drv.writeStatus(0).error === undefined;
@@ -141,9 +147,8 @@ export async function openVirtio(
       destroy: async (): Promise<void> => {
         if (closed) return;
         closed = true;
-        link.dead = true;
         // The device may still write the block: leak it rather than reuse it.
-        if (port !== undefined) hc.evtchn.close(port);
+        link.dead = true;
       },
     };
     handedOver = true;
@@ -169,6 +174,37 @@ export async function openVirtio(
     release(reset);
     throw err;
   }
+}
+
+/**
+ * The register window page and the event channel of the device at `dir`: the ones this guest
+ * published at an earlier probe (the device model keeps serving them until unplug), or — at the
+ * first probe — a fresh zeroed page and an unbound port, published with `event-channel` last.
+ */
+async function placeWindow(
+  hc: Hypercalls,
+  dir: string,
+  backend: DomId,
+  device: string,
+): Promise<{ window: number; port: EvtchnPort }> {
+  const st = hc.store;
+  const gpa = await st.tryRead(`${dir}/${VirtioRdmaKey.MMIO_GPA}`);
+  const port = await st.tryRead(`${dir}/${VirtioRdmaKey.EVENT_CHANNEL}`);
+  if (gpa !== undefined && port !== undefined) {
+    const asked = await st.tryRead(`${dir}/${VirtioRdmaKey.DEVICE}`);
+    if (asked !== device) {
+      throw pvError('PV_ERR_CONFIG', `virtio-rdma device ${dir} serves ${asked}, not ${device}: unplug it first`);
+    }
+    // INVARIANT: this guest wrote both keys at its first probe (only it and the toolstack write here).
+    return { window: Number(gpa), port: evtchnPort(Number(port)) };
+  }
+  const window = hc.memory.allocPages(1);
+  hc.memory.view(window, PAGE_SIZE).fill(0);
+  const p = hc.evtchn.allocUnbound(backend);
+  await st.write(`${dir}/${VirtioRdmaKey.MMIO_GPA}`, String(window));
+  await st.write(`${dir}/${VirtioRdmaKey.DEVICE}`, device);
+  await st.write(`${dir}/${VirtioRdmaKey.EVENT_CHANNEL}`, String(p));
+  return { window, port: p };
 }
 
 /** The provider-module entry point the verbs layer loads (ProviderLoader.ts). */

@@ -6,14 +6,14 @@
  * ring: protocol/virtio/SplitRing.ts; where the data queue sits: VirtioLayout.ts.
  */
 
-import { loopbackQp, type LoopbackQp } from '../../../../../bench/fairness/LoopbackQp.js';
+import { type LoopbackQp, loopbackQp } from '../../../../../bench/fairness/LoopbackQp.js';
 import * as ibv from '../../../../../frontend/verbs/index.js';
 import type { VirtioChannelParts } from '../../../../../frontend/verbs/virtio/VirtioChannel.js';
 import type { VirtioProvider } from '../../../../../frontend/verbs/virtio/VirtioProvider.js';
 import { SplitDriver } from '../../../../../frontend/virtio/SplitDriver.js';
 import { PvError } from '../../../../../protocol/errors.js';
-import { VRDMA_DATA_QUEUE, VRDMA_DATA_QUEUE_SIZE } from '../../../../../protocol/rdma/virtio/VirtioRdma.js';
 import { SendFlags, WcStatus, WrOpcode, wcStatusName } from '../../../../../protocol/rdma/Verbs.js';
+import { VRDMA_DATA_QUEUE, VRDMA_DATA_QUEUE_SIZE } from '../../../../../protocol/rdma/virtio/VirtioRdma.js';
 import type { GuestPhysAddr } from '../../../../../protocol/Types.js';
 import { VIRTIO_STATUS_DEVICE_NEEDS_RESET } from '../../../../../protocol/virtio/DeviceStatus.js';
 import {
