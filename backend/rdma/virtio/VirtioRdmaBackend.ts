@@ -159,7 +159,7 @@ export class VirtioRdmaBackend {
     const seen = `${port}|${gpa}|${wanted}`;
     if (p.refusedKeys === seen) return;
     try {
-      if (!NUMBER.test(port) || !U64.test(gpa) || Number(gpa) % PAGE_SIZE !== 0) {
+      if (!NUMBER.test(port) || !U64.test(gpa) || !Number.isSafeInteger(Number(gpa)) || Number(gpa) % PAGE_SIZE !== 0) {
         throw new Error(`bad keys: event-channel '${port.slice(0, 16)}', mmio-gpa '${gpa.slice(0, 24)}'`);
       }
       const nic = wanted === undefined ? this._rdma.defaultNic : this._rdma.nics.find((n) => n.name === wanted);

@@ -55,7 +55,9 @@ describe('accel in a domain: a real Worker owning nvme0 + accel0 runs the P2P an
         assert.equal(m.checksums, 2);
         assert.equal(m.errors, 0);
         await waitFor(() => host.devices.owner('accel0') === undefined);
-        assert.equal(host.devices.accelMetrics().accel0.resets, m.resets + 1, 'released with a function-level reset');
+        // Not `m.resets + 1`: the domain may exit (and the host reset its device) before `m` is
+        // read. The driver resets the device once at probe; the release adds the FLR.
+        assert.equal(host.devices.accelMetrics().accel0.resets, 2, 'released with a function-level reset');
       } finally {
         await host.shutdown();
       }

@@ -46,7 +46,9 @@ const COMMANDS: CtrlCommand[] = [
     indirectRefs: [8, 0xffff_ffff, 0],
   },
   { kind: 'deregMr', mr: 4 },
-  { kind: 'createCq', entries: 4096, ringRefs: Array.from({ length: 65 }, (_, i) => 1000 + i) },
+  { kind: 'createCq', entries: 4096, ringRefs: Array.from({ length: 65 }, (_, i) => 1000 + i), ringGpa: 0 },
+  // virtio-rdma: no refs, the ring's guest-physical address (above 2^32: a u64 on the wire).
+  { kind: 'createCq', entries: 16, ringRefs: [], ringGpa: 2 ** 40 + 4096 },
   { kind: 'destroyCq', cq: 2 },
   { kind: 'createQp', pd: 1, sendCq: 2, recvCq: 3, cap: CAP, sqSigAll: true },
   { kind: 'modifyQp', qp: 5, mask: 0x1fffff, attr: ATTR },
