@@ -1,13 +1,14 @@
 /**
  * Everything the RDMA backend holds for one connected frontend: its handle tables (each a
- * per-guest limit), the device objects behind them, the grant mappings that back its MRs and CQ
- * rings, its usage counters, and — in copy mode — its bounce space and WR tracking.
+ * per-guest limit), the device objects behind them, the mappings that back its MRs and CQ rings
+ * (grant maps for vrdma, foreign device maps for virtio-rdma: `addressing`), its usage counters,
+ * and — in copy mode — its bounce space and WR tracking.
  *
  * Teardown (`destroy`) runs on disconnect, unplug or the guest's death, in the order that keeps
  * the device from touching memory we are about to unmap: QPs first (the NIC stops processing
  * and flushes), then CQs (it stops writing completions), then MRs (unmap after DESTROY_MR),
- * then PDs; it never stops at a failing step, so every grant mapping is released and the
- * driver domain's live-mapping count returns to what it was before the guest connected.
+ * then PDs; it never stops at a failing step, so every mapping is released and the driver
+ * domain's live-mapping counts return to what they were before the guest connected.
  */
 
 import type { RdmaNicDriver } from '../../drivers/rdma-nic/RdmaNicDriver.js';

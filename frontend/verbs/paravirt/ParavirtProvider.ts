@@ -31,7 +31,10 @@
  * grant with endAccessDeferred (never revoking what is mapped).
  *
  * This file is the verbs face (liveness, the data path, completions, close); the objects, their
- * grants and their teardown are kept in PvObjects.ts.
+ * grants and their teardown are kept in PvObjects.ts. The same class is the `virtio` and
+ * `virtio-packed` provider (frontend/verbs/virtio/VirtioProvider.ts): there the transport is a
+ * VirtioChannel (RdmaChannel.ts) and memory is named by guest-physical address (GpaExport), and
+ * everything above — objects, data path, WR tracking, flush on loss — is this code.
  */
 
 import { pvError } from '../../../protocol/errors.js';
