@@ -42,7 +42,7 @@ export interface DomainSnapshot {
 
 /** One end of one shared ring. */
 export interface RingSnapshot {
-  /** 'blkif' | 'vrdma-ctrl' | 'vrdma-data' | 'io' … */
+  /** 'blkif' | 'vrdma-ctrl' | 'vrdma-data' | 'io' | 'virtio-ctrl' | 'virtio-data' … */
   readonly kind: string;
   /** The domain that writes this end's counters. */
   readonly owner: number;

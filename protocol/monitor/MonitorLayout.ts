@@ -120,7 +120,16 @@ export const enum RingPhase {
 }
 
 /** Ring kinds by code; code 0 is any kind not listed. */
-export const RING_KINDS: readonly string[] = ['other', 'blkif', 'vrdma-ctrl', 'vrdma-data', 'io'];
+export const RING_KINDS: readonly string[] = [
+  'other',
+  'blkif',
+  'vrdma-ctrl',
+  'vrdma-data',
+  'io',
+  // virtio-rdma's control and data virtqueues (counted as rings: a chain is a request).
+  'virtio-ctrl',
+  'virtio-data',
+];
 
 /** Counters of a ring-end record (the seven RingCounters fields). */
 export const RING_RECORD_COUNTERS = RingCounter.COUNT;

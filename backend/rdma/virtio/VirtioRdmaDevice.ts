@@ -223,6 +223,9 @@ export class VirtioRdmaDevice {
       new VirtqServer(cq, ctrl.handle, PV_CTRL_SLOT_SIZE),
       new VirtqServer(dq, data.handle, PV_DATA_SLOT_SIZE),
     ];
+    // Shown by `pvio top` beside the vrdma rings while the session lives.
+    this._servers[0].counters.publish(this._hc.monitor, 'virtio-ctrl', this.front, 'back');
+    this._servers[1].counters.publish(this._hc.monitor, 'virtio-data', this.front, 'back');
     this._session = s;
     this._pending[0] = this._pending[1] = true;
     this.stats.sessions++;
@@ -230,7 +233,10 @@ export class VirtioRdmaDevice {
 
   private _endSession(): string[] {
     const s = this._session;
-    for (const srv of this._servers) this.stats.malformed += srv.stats.malformed;
+    for (const srv of this._servers) {
+      this.stats.malformed += srv.stats.malformed;
+      srv.counters.unpublish();
+    }
     this._servers = [];
     this._session = undefined;
     this._pending[0] = this._pending[1] = false;

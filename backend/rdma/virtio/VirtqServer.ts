@@ -18,6 +18,7 @@
 
 import type { ErrorCode } from '../../../protocol/errors.js';
 import { PvError } from '../../../protocol/errors.js';
+import { RingCounters } from '../../../protocol/ring/RingCounters.js';
 import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
 import type { RequestHandler } from '../../ring/RingServer.js';
 import type { IovecList } from '../../virtio/DescChain.js';
@@ -36,6 +37,8 @@ export interface VirtqServerStats {
 /** One served queue; see the file comment. */
 export class VirtqServer {
   readonly stats: VirtqServerStats = { chains: 0, malformed: 0, deferrals: 0, interrupts: 0 };
+  /** The queue's counters (see the file comment). */
+  readonly counters = new RingCounters();
   private readonly _list: IovecList;
   private readonly _req: Int32Array;
   private readonly _reqBytes: Uint8Array;
@@ -92,6 +95,7 @@ export class VirtqServer {
             prev = stages.enter(Stage.RING);
             entered = true;
           }
+          this.counters.requests++;
           if (!this._copyIn()) {
             this.stats.malformed++;
             vq.addUsed(head, 0);
@@ -105,6 +109,7 @@ export class VirtqServer {
         entered = true;
         if (!ok) {
           this.stats.deferrals++;
+          this.counters.fullStalls++;
           this._deferred = head;
           break;
         }
@@ -117,7 +122,16 @@ export class VirtqServer {
       }
       if (done === 0) return { done, interrupt: false };
       const interrupt = vq.publishUsed();
-      if (interrupt) this.stats.interrupts++;
+      const c = this.counters;
+      c.responses += done;
+      c.batches++;
+      c.batchedItems += done;
+      if (interrupt) {
+        this.stats.interrupts++;
+        c.notifies++;
+      } else {
+        c.suppressed++;
+      }
       return { done, interrupt };
     } catch (err) {
       // pop threw: the guest broke the queue. addUsed/publishUsed throw only on a broken queue.

@@ -22,13 +22,14 @@
  */
 
 import { ERROR_CATALOGUE, pvError } from '../../../protocol/errors.js';
-import type { EvtchnOps } from '../../../protocol/Hypercalls.js';
+import type { EvtchnOps, MonitorOps } from '../../../protocol/Hypercalls.js';
 import { readCtrlSlot, writeCtrlSlot } from '../../../protocol/rdma/pv/CtrlCodec.js';
 import { encodeDataResponse, PV_DATA_HDR_WORDS, PvDataReqWord } from '../../../protocol/rdma/pv/DataSlot.js';
 import { PV_CTRL_SLOT_SIZE, PV_DATA_SLOT_SIZE } from '../../../protocol/rdma/pv/PvConstants.js';
 import { VRDMA_CTRL_QUEUE, VRDMA_DATA_QUEUE } from '../../../protocol/rdma/virtio/VirtioRdma.js';
+import { RingCounters } from '../../../protocol/ring/RingCounters.js';
 import { Stage, stages } from '../../../protocol/stage/StageLedger.js';
-import type { EvtchnPort } from '../../../protocol/Types.js';
+import type { DomId, EvtchnPort } from '../../../protocol/Types.js';
 import {
   VIRTIO_STATUS_DEVICE_NEEDS_RESET,
   VIRTIO_STATUS_DRIVER_OK,
@@ -58,12 +59,23 @@ export interface VirtioChannelParts {
   readonly port: EvtchnPort;
   /** Called once when the device is found broken (the provider's link goes dead). */
   readonly onLost: () => void;
+  /** Where the queues' counters are published for `pvio top` (absent: kept private). */
+  readonly monitor?: MonitorOps;
+  /** The domain serving the device (the peer of the published queues). */
+  readonly backend: DomId;
 }
 
 /** The queues of one virtio-rdma device; see the file comment. */
 export class VirtioChannel implements RdmaChannel {
   readonly stats = { calls: 0, sleeps: 0, dataFullWaits: 0, kicks: 0, refused: 0 };
   readonly data: { readonly words: Int32Array; commitRequest(): void };
+  /**
+   * Per queue, counted as a Xen ring end counts (`pvio top`): requests = chains added, responses
+   * = used chains taken, notifies = kicks, suppressed = publishes the device did not want kicked,
+   * full stalls = waits for a free data slot.
+   */
+  readonly ctrlCounters = new RingCounters();
+  readonly dataCounters = new RingCounters();
   private readonly _p: VirtioChannelParts;
   private readonly _spin: number;
   private readonly _timeoutMs: number;
@@ -79,6 +91,14 @@ export class VirtioChannel implements RdmaChannel {
     this._timeoutMs = opts.timeoutMs ?? 10_000;
     for (let i = parts.layout.dataSlots - 1; i >= 0; i--) this._free.push(i);
     this.data = { words: parts.words, commitRequest: () => this._commitData() };
+    this.ctrlCounters.publish(parts.monitor, 'virtio-ctrl', parts.backend, 'front');
+    this.dataCounters.publish(parts.monitor, 'virtio-data', parts.backend, 'front');
+  }
+
+  /** Stops publishing the counters (the device is closed). */
+  unpublish(): void {
+    this.ctrlCounters.unpublish();
+    this.dataCounters.unpublish();
   }
 
   /** Data requests added and not yet taken back (in the device's hands or used, not drained). */
@@ -103,20 +123,25 @@ export class VirtioChannel implements RdmaChannel {
   private _call(msg: Uint8Array): Uint8Array {
     const { ctrl, layout, words } = this._p;
     // A response left by a call that timed out is stale: take it back so slots do not run out.
-    for (let u = ctrl.getUsed(); u !== undefined; u = ctrl.getUsed()) this._ctrlFree.push(u.token);
+    for (let u = ctrl.getUsed(); u !== undefined; u = ctrl.getUsed()) {
+      this._ctrlFree.push(u.token);
+      this.ctrlCounters.responses++;
+    }
     const slot = this._ctrlFree.pop();
     if (slot === undefined) throw pvError('PV_ERR_TIMEOUT', 'the device still holds every control request');
     const req = layout.ctrlReq(slot);
     const rsp = layout.ctrlRsp(slot);
     writeCtrlSlot(words, req >> 2, msg);
     ctrl.addChain([{ addr: req, len: PV_CTRL_SLOT_SIZE }], [{ addr: rsp, len: PV_CTRL_SLOT_SIZE }], slot);
-    this._kick(ctrl, VRDMA_CTRL_QUEUE);
+    this.ctrlCounters.requests++;
+    this._kick(ctrl, VRDMA_CTRL_QUEUE, this.ctrlCounters, 1);
     this.stats.calls++;
     const deadline = performance.now() + this._timeoutMs;
     for (;;) {
       const u = ctrl.getUsed();
       if (u !== undefined) {
         this._ctrlFree.push(u.token);
+        this.ctrlCounters.responses++;
         if (u.token !== slot) continue;
         if (u.len < 4) throw pvError('PV_ERR_BAD_REQUEST', 'the device refused the control request (used length 0)');
         return readCtrlSlot(words, rsp >> 2);
@@ -134,6 +159,7 @@ export class VirtioChannel implements RdmaChannel {
       this.drainData();
       if (this._free.length === 0) {
         this.stats.dataFullWaits++;
+        this.dataCounters.fullStalls++;
         this.push();
         const deadline = performance.now() + this._timeoutMs;
         for (;;) {
@@ -161,6 +187,7 @@ export class VirtioChannel implements RdmaChannel {
       slot,
     );
     this._unpushed++;
+    this.dataCounters.requests++;
   }
 
   push(): void {
@@ -168,8 +195,9 @@ export class VirtioChannel implements RdmaChannel {
     if (this._unpushed === 0) return;
     const prev = stages.enter(Stage.RING);
     try {
+      const n = this._unpushed;
       this._unpushed = 0;
-      this._kick(this._p.dataq, VRDMA_DATA_QUEUE);
+      this._kick(this._p.dataq, VRDMA_DATA_QUEUE, this.dataCounters, n);
     } finally {
       stages.enter(prev);
     }
@@ -206,16 +234,22 @@ export class VirtioChannel implements RdmaChannel {
         n++;
       }
     } finally {
+      this.dataCounters.responses += n;
       stages.enter(prev);
     }
     return n;
   }
 
-  /** Publishes what was added; QueueNotify only if the device asked (avail_event / flags). */
-  private _kick(q: VirtqDriver<number>, index: number): void {
+  /** Publishes the `n` chains added; QueueNotify only if the device asked (avail_event / flags). */
+  private _kick(q: VirtqDriver<number>, index: number, c: RingCounters, n: number): void {
+    c.batches++;
+    c.batchedItems += n;
     if (q.publish()) {
       this.stats.kicks++;
+      c.notifies++;
       this._p.driver.notify(index);
+    } else {
+      c.suppressed++;
     }
   }
 

@@ -125,7 +125,18 @@ export async function openVirtio(
     const link = { channel: undefined as VirtioChannel | undefined, info, dead: false };
     const words = new Int32Array(buffer, all.byteOffset, mem.size >> 2);
     link.channel = new VirtioChannel(
-      { driver: drv, ctrl, dataq, layout, words, evtchn: hc.evtchn, port: p, onLost: () => (link.dead = true) },
+      {
+        driver: drv,
+        ctrl,
+        dataq,
+        layout,
+        words,
+        evtchn: hc.evtchn,
+        port: p,
+        onLost: () => (link.dead = true),
+        monitor: hc.monitor,
+        backend,
+      },
       opts,
     );
     let closed = false;
@@ -142,6 +153,7 @@ export async function openVirtio(
           // No answer (the device model is gone): the block is not freed.
         }
         link.dead = true;
+        link.channel?.unpublish();
         release(reset);
       },
       destroy: async (): Promise<void> => {
@@ -149,6 +161,7 @@ export async function openVirtio(
         closed = true;
         // The device may still write the block: leak it rather than reuse it.
         link.dead = true;
+        link.channel?.unpublish();
       },
     };
     handedOver = true;
