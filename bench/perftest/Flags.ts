@@ -4,7 +4,9 @@
  * Parsing is pure: nothing here runs a test, so the CLI and tests share one source of truth.
  */
 import { parseArgs } from 'node:util';
+import { TRANSPORTS } from '../../hypervisor-sim/scenario/ScenarioSpec.js';
 import { pvError } from '../../protocol/errors.js';
+import type { Transport } from '../../protocol/Pci.js';
 
 /** The perftest binary being imitated: verb plus latency or bandwidth. */
 export interface PerftestTest {
@@ -12,18 +14,10 @@ export interface PerftestTest {
   readonly kind: 'lat' | 'bw';
 }
 
-/** pvio I/O paths a scenario can run over (--mode). */
-export const PVIO_MODES = [
-  'paravirt',
-  'paravirt-copy',
-  'virtio',
-  'virtio-packed',
-  'passthrough',
-  'native',
-  'tcp',
-] as const;
+/** pvio I/O paths a scenario can run over (--mode): every scenario transport. */
+export const PVIO_MODES: readonly Transport[] = TRANSPORTS;
 /** One --mode entry. */
-export type PvioMode = (typeof PVIO_MODES)[number];
+export type PvioMode = Transport;
 /** What --output prints instead of the table; `full` means the normal report. */
 export type OutputKind = 'full' | 'latency' | 'bandwidth' | 'message_rate';
 

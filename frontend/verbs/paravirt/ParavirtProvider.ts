@@ -66,14 +66,18 @@ export async function openParavirt(
 ): Promise<ParavirtProvider> {
   const c = await connectVrdma(hc, attachment, opts);
   // INVARIANT: Connected implies setup ran (channel) and connected ran (info).
-  const provider = new ParavirtProvider<PvChannel>(hc, c.dev, c.link, new PvGrants(hc, c.backend), c.transport);
+  return proveControlPath(new ParavirtProvider<PvChannel>(hc, c.dev, c.link, new PvGrants(hc, c.backend), c.transport));
+}
+
+/** One QUERY_PORT through the backend proves a new provider's control path; closes it if that fails. */
+export async function proveControlPath<C extends RdmaChannel>(p: ParavirtProvider<C>): Promise<ParavirtProvider<C>> {
   try {
-    provider.queryPort();
+    p.queryPort();
   } catch (err) {
-    await provider.close();
+    await p.close();
     throw err;
   }
-  return provider;
+  return p;
 }
 
 /** The provider-module entry point the verbs layer loads (ProviderLoader.ts). */

@@ -46,7 +46,7 @@ import { waitForPath } from '../../../protocol/xenbus/control.js';
 import { frontendDir } from '../../../protocol/xenbus/XenbusPaths.js';
 import { MmioDriver } from '../../virtio/MmioDriver.js';
 import type { CreateProvider } from '../Provider.js';
-import { ParavirtProvider } from '../paravirt/ParavirtProvider.js';
+import { ParavirtProvider, proveControlPath } from '../paravirt/ParavirtProvider.js';
 import { withTimeout } from '../paravirt/VrdmaConnect.js';
 import { GpaExport } from './GpaExport.js';
 import { VirtioChannel, type VirtioChannelOptions } from './VirtioChannel.js';
@@ -165,14 +165,7 @@ export async function openVirtio(
       },
     };
     handedOver = true;
-    const provider = new ParavirtProvider<VirtioChannel>(hc, device, link, new GpaExport(mem), t);
-    try {
-      provider.queryPort();
-    } catch (err) {
-      await provider.close();
-      throw err;
-    }
-    return provider;
+    return await proveControlPath(new ParavirtProvider<VirtioChannel>(hc, device, link, new GpaExport(mem), t));
   } catch (err) {
     // After the hand-over the provider's close released everything.
     if (handedOver) throw err;
