@@ -195,3 +195,23 @@ export function translateArea(
   }
   return t;
 }
+
+/** One area of a queue as [guest-physical address, bytes]. */
+export type QueueArea = readonly [number, number];
+
+/**
+ * True if two areas share a byte. INVARIANT: callers pass areas already inside guest memory
+ * (translated, or assembled from validated register halves), so the sums are exact.
+ */
+export function areasOverlap([a, al]: QueueArea, [b, bl]: QueueArea): boolean {
+  return a < b + bl && b < a + al;
+}
+
+/** PV_ERR_VIRTQ_LAYOUT if any two of one queue's areas overlap (one could overwrite another). */
+export function checkAreasDisjoint(areas: readonly QueueArea[]): void {
+  for (let i = 0; i < areas.length; i++) {
+    for (let j = i + 1; j < areas.length; j++) {
+      if (areasOverlap(areas[i], areas[j])) throw pvError('PV_ERR_VIRTQ_LAYOUT', 'virtqueue areas overlap');
+    }
+  }
+}

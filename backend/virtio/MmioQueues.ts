@@ -18,7 +18,7 @@ import {
   VIRTQ_PACKED_EVENT_BYTES,
 } from '../../protocol/virtio/PackedRing.js';
 import { availRingBytes, descTableBytes, usedRingBytes, VIRTQ_ALIGN } from '../../protocol/virtio/SplitRing.js';
-import type { GuestMemoryMap } from './GuestMemoryMap.js';
+import { areasOverlap, type GuestMemoryMap } from './GuestMemoryMap.js';
 import { PackedDevice } from './PackedDevice.js';
 import { SplitDevice, type SplitFeatures } from './SplitDevice.js';
 
@@ -98,9 +98,10 @@ export function attachQueue(
   const mine = spans(q, packed);
   for (const other of queues) {
     if (other === q || other.dev === undefined) continue;
-    for (const [a, al] of mine) {
-      for (const [b, bl] of spans(other, packed)) {
-        if (a < b + bl && b < a + al) throw pvError('PV_ERR_VIRTQ_LAYOUT', `queue ${sel} overlaps another ready queue`);
+    for (const area of mine) {
+      for (const theirs of spans(other, packed)) {
+        if (areasOverlap(area, theirs))
+          throw pvError('PV_ERR_VIRTQ_LAYOUT', `queue ${sel} overlaps another ready queue`);
       }
     }
   }

@@ -55,7 +55,13 @@ import {
 } from '../../protocol/virtio/PackedRing.js';
 import { HOST_IS_LITTLE_ENDIAN } from '../../protocol/virtio/SplitRing.js';
 import { IovecList } from './DescChain.js';
-import { type GuestMemoryMap, newTranslation, type Translation, translateArea } from './GuestMemoryMap.js';
+import {
+  checkAreasDisjoint,
+  type GuestMemoryMap,
+  newTranslation,
+  type Translation,
+  translateArea,
+} from './GuestMemoryMap.js';
 import type { SplitFeatures } from './SplitDevice.js';
 
 /** Where the driver put the queue (QueueDesc / QueueDriver / QueueDevice of a packed queue). */
@@ -112,18 +118,12 @@ export class PackedDevice {
     const ring = translateArea(this._mem, 'descriptor ring', q.desc, ringBytes, VIRTQ_PACKED_ALIGN.desc, true);
     const drv = translateArea(this._mem, 'driver event', q.driverEvent, ev, VIRTQ_PACKED_ALIGN.driverEvent, false);
     const dev = translateArea(this._mem, 'device event', q.deviceEvent, ev, VIRTQ_PACKED_ALIGN.deviceEvent, true);
-    const spans: Array<[number, number]> = [
+    // INVARIANT: translateArea placed each area inside guest memory.
+    checkAreasDisjoint([
       [q.desc, ringBytes],
       [q.driverEvent, ev],
       [q.deviceEvent, ev],
-    ];
-    for (let i = 0; i < 3; i++) {
-      for (let j = i + 1; j < 3; j++) {
-        const [a, al] = spans[i];
-        const [b, bl] = spans[j];
-        if (a < b + bl && b < a + al) throw pvError('PV_ERR_VIRTQ_LAYOUT', 'virtqueue areas overlap');
-      }
-    }
+    ]);
     const buf = ring.bytes.buffer as SharedArrayBuffer;
     this._q = {
       qs,

@@ -46,7 +46,7 @@ import {
   vringNeedEvent,
 } from '../../protocol/virtio/SplitRing.js';
 import { DescChain, IovecList } from './DescChain.js';
-import { type GuestMemoryMap, translateArea } from './GuestMemoryMap.js';
+import { checkAreasDisjoint, type GuestMemoryMap, translateArea } from './GuestMemoryMap.js';
 
 /** Where the driver put the queue (the transport's queue_desc / queue_driver / queue_device). */
 export interface SplitQueueAddrs {
@@ -101,18 +101,12 @@ export class SplitDevice {
     const desc = translateArea(this._mem, 'descriptor table', q.desc, descTableBytes(qs), VIRTQ_ALIGN.desc, false);
     const avail = translateArea(this._mem, 'available ring', q.avail, availRingBytes(qs), VIRTQ_ALIGN.avail, false);
     const used = translateArea(this._mem, 'used ring', q.used, usedRingBytes(qs), VIRTQ_ALIGN.used, true);
-    const spans: Array<[number, number]> = [
+    // INVARIANT: translateArea placed each area inside guest memory.
+    checkAreasDisjoint([
       [q.desc, descTableBytes(qs)],
       [q.avail, availRingBytes(qs)],
       [q.used, usedRingBytes(qs)],
-    ];
-    for (let i = 0; i < 3; i++) {
-      for (let j = i + 1; j < 3; j++) {
-        const [a, al] = spans[i];
-        const [b, bl] = spans[j];
-        if (a < b + bl && b < a + al) throw pvError('PV_ERR_VIRTQ_LAYOUT', 'virtqueue areas overlap');
-      }
-    }
+    ]);
     const usedBuf = used.bytes.buffer as SharedArrayBuffer;
     this._q = {
       qs,
