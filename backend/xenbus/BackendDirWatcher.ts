@@ -16,6 +16,29 @@ export type HooksFactory = (frontDomid: DomId, devid: number) => BackendHooks;
 
 const NUMBER = /^(0|[1-9][0-9]{0,9})$/;
 
+/** One device under a backend directory: `<front>/<devid>`. */
+export interface BackendEntry {
+  readonly key: string;
+  readonly front: DomId;
+  readonly devid: number;
+}
+
+/**
+ * The `<front>/<devid>` entries under a driver domain's `dir` (`…/backend/<type>`), names parsed
+ * strictly (others skipped); a directory that does not exist is empty.
+ */
+export async function listBackendEntries(store: StoreOps, dir: string): Promise<BackendEntry[]> {
+  const list = (path: string): Promise<string[]> => store.directory(path).catch(() => []);
+  const out: BackendEntry[] = [];
+  for (const fe of await list(dir)) {
+    if (!NUMBER.test(fe)) continue;
+    for (const dev of await list(`${dir}/${fe}`)) {
+      if (NUMBER.test(dev)) out.push({ key: `${fe}/${dev}`, front: domId(Number(fe)), devid: Number(dev) });
+    }
+  }
+  return out;
+}
+
 export class BackendDirWatcher {
   private readonly _devices = new Map<string, XenbusDevice>();
   private _unwatch: Unwatch | undefined;
@@ -59,42 +82,27 @@ export class BackendDirWatcher {
     this._devices.clear();
   }
 
-  private async _list(path: string): Promise<string[]> {
-    try {
-      return await this._store.directory(path);
-    } catch {
-      return [];
-    }
-  }
-
   private async _scan(): Promise<void> {
     const seen = new Set<string>();
-    for (const fe of await this._list(this.dir)) {
-      if (!NUMBER.test(fe)) continue;
-      for (const dev of await this._list(`${this.dir}/${fe}`)) {
-        if (!NUMBER.test(dev)) continue;
-        const key = `${fe}/${dev}`;
-        seen.add(key);
-        if (this._devices.has(key)) continue;
-        const front = domId(Number(fe));
-        const devid = Number(dev);
-        const device = new XenbusDevice({
-          role: 'backend',
-          store: this._store,
-          domid: this._domid,
-          type: this._type,
-          devid,
-          frontDomid: front,
-          hooks: this._hooks(front, devid),
-        });
-        this._devices.set(key, device);
-        try {
-          await device.start();
-        } catch (err) {
-          this.errors.push(err as Error);
-          this._devices.delete(key);
-          await device.destroy();
-        }
+    for (const { key, front, devid } of await listBackendEntries(this._store, this.dir)) {
+      seen.add(key);
+      if (this._devices.has(key)) continue;
+      const device = new XenbusDevice({
+        role: 'backend',
+        store: this._store,
+        domid: this._domid,
+        type: this._type,
+        devid,
+        frontDomid: front,
+        hooks: this._hooks(front, devid),
+      });
+      this._devices.set(key, device);
+      try {
+        await device.start();
+      } catch (err) {
+        this.errors.push(err as Error);
+        this._devices.delete(key);
+        await device.destroy();
       }
     }
     for (const [key, device] of this._devices) {

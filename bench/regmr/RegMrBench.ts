@@ -16,7 +16,7 @@
 
 import { parseArgs } from 'node:util';
 import { runScenario } from '../../hypervisor-sim/scenario/Scenario.js';
-import type { ScenarioSpec } from '../../hypervisor-sim/scenario/ScenarioSpec.js';
+import { type ScenarioSpec, TRANSPORTS } from '../../hypervisor-sim/scenario/ScenarioSpec.js';
 import { pvError } from '../../protocol/errors.js';
 import type { Transport } from '../../protocol/Pci.js';
 import { PAGE_SIZE } from '../../protocol/Types.js';
@@ -26,15 +26,8 @@ import type { RegMrGuestResult } from './RegMrGuest.js';
 
 const GUEST = new URL('./RegMrGuest.js', import.meta.url);
 
-/** Transports the bench accepts (tcp has no memory registration with the device). */
-export const REGMR_TRANSPORTS: readonly Transport[] = [
-  'native',
-  'passthrough',
-  'paravirt',
-  'paravirt-copy',
-  'virtio',
-  'virtio-packed',
-];
+/** Transports the bench accepts: every scenario transport but tcp (no memory registration with a device). */
+export const REGMR_TRANSPORTS: readonly Transport[] = TRANSPORTS.filter((t) => t !== 'tcp');
 
 /** One row: a transport and size, with its registration and deregistration times (µs). */
 export interface RegMrRow {

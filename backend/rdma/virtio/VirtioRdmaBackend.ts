@@ -21,9 +21,10 @@ import protobuf from 'protobufjs';
 import type { Hypercalls, Unwatch } from '../../../protocol/Hypercalls.js';
 import { CtrlCodec } from '../../../protocol/rdma/pv/CtrlCodec.js';
 import { VIRTIO_RDMA_DEVICE_TYPE, VirtioRdmaKey } from '../../../protocol/rdma/virtio/VirtioRdma.js';
-import { type DomId, domId, evtchnPort, PAGE_SIZE } from '../../../protocol/Types.js';
+import { type DomId, evtchnPort, PAGE_SIZE } from '../../../protocol/Types.js';
 import { frontendDir } from '../../../protocol/xenbus/XenbusPaths.js';
 import type { RingServer } from '../../ring/RingServer.js';
+import { listBackendEntries } from '../../xenbus/BackendDirWatcher.js';
 import type { RdmaBackend } from '../RdmaBackend.js';
 import { VirtioRdmaDevice } from './VirtioRdmaDevice.js';
 
@@ -122,27 +123,16 @@ export class VirtioRdmaBackend {
     this._scanning = this._scanning.then(() => this._scan()).catch((err: unknown) => this._log(`virtio-rdma: ${err}`));
   }
 
-  private async _list(path: string): Promise<string[]> {
-    return this._hc.store.directory(path).catch(() => []);
-  }
-
   private async _scan(): Promise<void> {
     const seen = new Set<string>();
-    for (const fe of await this._list(this.dir)) {
-      if (!NUMBER.test(fe)) continue;
-      for (const id of await this._list(`${this.dir}/${fe}`)) {
-        if (!NUMBER.test(id)) continue;
-        const key = `${fe}/${id}`;
-        seen.add(key);
-        if (this._plugged.has(key)) continue;
-        const p: Plugged = { unwatch: undefined, dev: undefined, refusedKeys: undefined };
-        this._plugged.set(key, p);
-        const front = domId(Number(fe));
-        const devid = Number(id);
-        p.unwatch = await this._hc.store.watch(frontendDir(front, VIRTIO_RDMA_DEVICE_TYPE, devid), () => {
-          this._scanning = this._scanning.then(() => this._tryConnect(key, front, devid)).catch(() => {});
-        });
-      }
+    for (const { key, front, devid } of await listBackendEntries(this._hc.store, this.dir)) {
+      seen.add(key);
+      if (this._plugged.has(key)) continue;
+      const p: Plugged = { unwatch: undefined, dev: undefined, refusedKeys: undefined };
+      this._plugged.set(key, p);
+      p.unwatch = await this._hc.store.watch(frontendDir(front, VIRTIO_RDMA_DEVICE_TYPE, devid), () => {
+        this._scanning = this._scanning.then(() => this._tryConnect(key, front, devid)).catch(() => {});
+      });
     }
     for (const key of [...this._plugged.keys()]) if (!seen.has(key)) await this._unplug(key, true);
   }

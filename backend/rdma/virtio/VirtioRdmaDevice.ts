@@ -38,7 +38,7 @@ import {
 } from '../../../protocol/virtio/DeviceStatus.js';
 import { MMIO_REG_BYTES } from '../../../protocol/virtio/MmioTransport.js';
 import { foreignMemoryMap } from '../../virtio/ForeignMap.js';
-import { newTranslation } from '../../virtio/GuestMemoryMap.js';
+import { type GuestMemoryMap, newTranslation, type Translation } from '../../virtio/GuestMemoryMap.js';
 import { MmioDevice } from '../../virtio/MmioDevice.js';
 import { CtrlHandler } from '../CtrlHandler.js';
 import { DataHandler } from '../DataHandler.js';
@@ -111,12 +111,7 @@ export class VirtioRdmaDevice {
     }
   }
 
-  private _build(
-    memory: ReturnType<typeof foreignMemoryMap>,
-    t: ReturnType<typeof newTranslation>,
-    nic: ServedNic,
-    l: VrdmaLimits,
-  ): MmioDevice {
+  private _build(memory: GuestMemoryMap, t: Translation, nic: ServedNic, l: VrdmaLimits): MmioDevice {
     return new MmioDevice({
       offered: VIRTIO_RDMA_FEATURES,
       memory,
@@ -170,18 +165,21 @@ export class VirtioRdmaDevice {
     }
     for (const q of dev.kicked()) if (q < this._pending.length) this._pending[q] = true;
     for (let q = 0; q < this._servers.length; q++) {
-      if (!this._pending[q]) continue;
       const srv = this._servers[q];
+      // A broken queue serves nothing until the reset that ends the session.
+      if (!this._pending[q] || srv.brokenBy !== undefined) continue;
       const { done, interrupt } = srv.serve(this._init.batchLimit);
       work += done;
       // Work left: the batch filled, or a WR waits for room in the device. Otherwise the queue
       // is empty and (EVENT_IDX) asked for the next kick when pop found it so.
       this._pending[q] = srv.brokenBy === undefined && (done >= this._init.batchLimit || srv.stalled);
-      if (srv.brokenBy !== undefined) this.stats.brokenQueues++;
       if (interrupt) this._interrupt(q);
+      if (srv.brokenBy !== undefined) {
+        this.stats.brokenQueues++;
+        // The mmio device says DEVICE_NEEDS_RESET now, not at the guest's next register write.
+        dev.service();
+      }
     }
-    // A queue broken above: the mmio device says DEVICE_NEEDS_RESET now, not at the next write.
-    if (this._servers.some((s) => s.brokenBy !== undefined)) dev.service();
     return work;
   }
 
@@ -234,7 +232,7 @@ export class VirtioRdmaDevice {
   private _endSession(): string[] {
     const s = this._session;
     for (const srv of this._servers) {
-      this.stats.malformed += srv.stats.malformed;
+      this.stats.malformed += srv.malformed;
       srv.counters.unpublish();
     }
     this._servers = [];

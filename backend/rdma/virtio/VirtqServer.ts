@@ -25,20 +25,12 @@ import type { IovecList } from '../../virtio/DescChain.js';
 import type { PackedDevice } from '../../virtio/PackedDevice.js';
 import type { SplitDevice } from '../../virtio/SplitDevice.js';
 
-/** Counters of one served queue. */
-export interface VirtqServerStats {
-  chains: number;
-  /** Chains of the wrong shape, used with length 0. */
-  malformed: number;
-  deferrals: number;
-  interrupts: number;
-}
-
 /** One served queue; see the file comment. */
 export class VirtqServer {
-  readonly stats: VirtqServerStats = { chains: 0, malformed: 0, deferrals: 0, interrupts: 0 };
   /** The queue's counters (see the file comment). */
   readonly counters = new RingCounters();
+  /** Chains of the wrong shape, used with length 0 (also counted as requests and responses). */
+  malformed = 0;
   private readonly _list: IovecList;
   private readonly _req: Int32Array;
   private readonly _reqBytes: Uint8Array;
@@ -97,7 +89,7 @@ export class VirtqServer {
           }
           this.counters.requests++;
           if (!this._copyIn()) {
-            this.stats.malformed++;
+            this.malformed++;
             vq.addUsed(head, 0);
             done++;
             continue;
@@ -108,7 +100,6 @@ export class VirtqServer {
         stages.enter(Stage.RING);
         entered = true;
         if (!ok) {
-          this.stats.deferrals++;
           this.counters.fullStalls++;
           this._deferred = head;
           break;
@@ -117,7 +108,6 @@ export class VirtqServer {
         // INVARIANT: _copyIn checked the chain has at least one slot writable.
         const n = this._list.write(0, this._rspBytes, 0, this._slotBytes);
         vq.addUsed(head, n);
-        this.stats.chains++;
         done++;
       }
       if (done === 0) return { done, interrupt: false };
@@ -127,7 +117,6 @@ export class VirtqServer {
       c.batches++;
       c.batchedItems += done;
       if (interrupt) {
-        this.stats.interrupts++;
         c.notifies++;
       } else {
         c.suppressed++;
